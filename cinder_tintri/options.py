@@ -1,0 +1,131 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Configuration options of the Tintri VMstore driver.
+
+The first six options are those of the removed in-tree Tintri driver
+(cinder <= Stein) and keep their names, types, defaults and meaning, so an
+operator can switch by changing only ``volume_driver``.  Everything added
+since follows the same ``tintri_`` prefix.
+"""
+
+import copy
+
+from oslo_config import cfg
+
+# Options of the removed in-tree driver: names and meaning are a contract.
+legacy_opts = [
+    cfg.StrOpt('tintri_server_hostname',
+               help='The hostname (or IP address) of the Tintri VMstore '
+                    'REST API endpoint.'),
+    cfg.StrOpt('tintri_server_username',
+               help='User name for the Tintri VMstore REST API.'),
+    cfg.StrOpt('tintri_server_password',
+               secret=True,
+               help='Password for the Tintri VMstore REST API.'),
+    cfg.StrOpt('tintri_api_version',
+               default='v310',
+               help='API version for the storage system. Only the v310 '
+                    'API family is supported.'),
+    cfg.IntOpt('tintri_image_cache_expiry_days',
+               default=30,
+               min=0,
+               help='Delete unused image snapshots older than this many '
+                    'days. 0 disables age based cleanup.'),
+    cfg.StrOpt('tintri_image_shares_config',
+               help='Path to a file listing the NFS shares (one per line, '
+                    'host:/export) on which Glance images live, so that '
+                    'images stored on this VMstore can be cloned directly.'),
+]
+
+# Connection behaviour of the REST client.
+connection_opts = [
+    cfg.PortOpt('tintri_server_port',
+                default=443,
+                help='TCP port of the VMstore REST API endpoint.'),
+    cfg.BoolOpt('tintri_ssl_cert_verify',
+                default=True,
+                help='Verify the VMstore TLS certificate. Verification is '
+                     'on by default; set driver_ssl_cert_path to a CA '
+                     'bundle for arrays with a private CA. Turning it off '
+                     'exposes the API password to anyone on the path.'),
+    cfg.BoolOpt('tintri_use_https',
+                default=True,
+                help='Talk HTTPS to the VMstore. Plain HTTP exists only '
+                     'for test setups and sends the password in clear.'),
+    cfg.FloatOpt('tintri_connect_timeout',
+                 default=10.0,
+                 min=0.1,
+                 help='Seconds to wait for a TCP/TLS connection to the '
+                      'VMstore REST API.'),
+    cfg.FloatOpt('tintri_read_timeout',
+                 default=60.0,
+                 min=0.1,
+                 help='Seconds to wait for a VMstore REST API response '
+                      'once a request was sent.'),
+    cfg.IntOpt('tintri_api_retries',
+               default=5,
+               min=0,
+               help='How many times a failed REST request (connection '
+                    'error, HTTP 502/503/504, array busy) is retried with '
+                    'capped exponential backoff.'),
+    cfg.FloatOpt('tintri_api_retry_deadline',
+                 default=120.0,
+                 min=1.0,
+                 help='Total seconds one REST operation may spend on '
+                      'retries before it fails.'),
+    cfg.IntOpt('tintri_api_page_size',
+               default=500,
+               min=1,
+               max=2000,
+               help='Items requested per page when listing snapshots.'),
+    cfg.IntOpt('tintri_api_max_pages',
+               default=1000,
+               min=1,
+               help='Upper bound on pages read from one listing; a listing '
+                    'with more pages fails instead of looping forever.'),
+]
+
+# Image cache behaviour.
+image_cache_opts = [
+    cfg.IntOpt('tintri_image_cache_cleanup_interval',
+               default=3600,
+               min=0,
+               help='Seconds between image-cache cleanup runs. 0 disables '
+                    'the periodic cleanup.'),
+    cfg.IntOpt('tintri_image_cache_free_space_start',
+               default=10,
+               min=0,
+               max=100,
+               help='When the free space of the datastore falls below '
+                    'this percentage, unreferenced image snapshots are '
+                    'deleted, least recently used first...'),
+    cfg.IntOpt('tintri_image_cache_free_space_stop',
+               default=20,
+               min=0,
+               max=100,
+               help='...until the free space is back above this '
+                    'percentage.'),
+    cfg.IntOpt('tintri_image_cache_cleanup_timeout',
+               default=300,
+               min=1,
+               help='Upper bound in seconds on one image-cache cleanup '
+                    'run.'),
+]
+
+tintri_opts = legacy_opts + connection_opts + image_cache_opts
+
+
+def list_opts():
+    """Options for oslo-config-generator and the Sphinx config reference."""
+    return [
+        ('backend_defaults', copy.deepcopy(tintri_opts)),
+    ]
