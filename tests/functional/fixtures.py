@@ -83,8 +83,7 @@ class XfsFixture(fixtures.Fixture):
 
     def _setUp(self):
         if not is_root():
-            self.skipException = testtools.TestCase.skipException
-            raise self.skipException('loopback XFS needs root')
+            raise testtools.TestCase.skipException('loopback XFS needs root')
         if not have('mkfs.xfs'):
             raise testtools.TestCase.skipException('mkfs.xfs missing '
                                                    '(Debian xfsprogs)')
