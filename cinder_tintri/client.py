@@ -495,7 +495,7 @@ class TClient(object):
 
     @staticmethod
     def _retry_after(response):
-        value = response.headers.get('Retry-After') if response else None
+        value = response.headers.get('Retry-After')
         try:
             return max(0.0, float(value)) if value else None
         except ValueError:
