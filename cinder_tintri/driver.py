@@ -589,6 +589,12 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
             'free_capacity_gb': 0,
             'pools': pools,
         }
+        LOG.debug('Tintri backend %(backend)s pools: %(pools)s',
+                  {'backend': self._stats['volume_backend_name'],
+                   'pools': ', '.join(
+                       '%s (%.1f of %.1f GiB free)' % (
+                           p['pool_name'], p['free_capacity_gb'],
+                           p['total_capacity_gb']) for p in pools)})
 
     # ------------------------------------------------------------------
     # Not (yet) provided by this driver
