@@ -61,9 +61,12 @@ ensure_venv() {
     stamp="$VENV/.cinder-tintri-deps"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "setup: installing Python dependencies into $VENV (a few minutes the first time)"
+        # (pip's "Location ... is ignored" lines about local mirrors are noise)
         "$VENV/bin/pip" install -q --disable-pip-version-check \
-            -r "$TOP/requirements.txt" -r "$TOP/test-requirements.txt"
-        "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$TOP"
+            -r "$TOP/requirements.txt" -r "$TOP/test-requirements.txt" \
+            2> >(grep -v '^WARNING: Location' >&2)
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps \
+            -e "$TOP" 2> >(grep -v '^WARNING: Location' >&2)
         echo "$want" > "$stamp"
     fi
 }
