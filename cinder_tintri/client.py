@@ -595,7 +595,18 @@ class TClient(object):
                 else:
                     raise error
 
-            # A retryable failure.
+            # A retryable failure: is there budget for another attempt?
+            delay = None
+            out_of = None
+            if attempt >= retries:
+                out_of = 'retries'
+            else:
+                delay = backoff_delay(attempt, self.backoff_base,
+                                      self.backoff_cap)
+                if wait_hint is not None:
+                    delay = max(delay, min(wait_hint, self.backoff_cap))
+                if time.monotonic() + delay > deadline:
+                    out_of = 'deadline'
             if isinstance(error, _ResponseLost):
                 lost_before = True
                 if reconcile is None:
@@ -604,24 +615,28 @@ class TClient(object):
                         % (error.message, method), status=error.status,
                         code=error.code, cause_details=error.cause_details,
                         method=method, path=full_path)
+                # Give a slow array time to finish the lost request before
+                # looking for its effect, then resend only if none is seen.
+                if out_of is None:
+                    LOG.debug('VMstore API %s %s: response lost (%s); '
+                              'checking its effect in %.2fs', method,
+                              full_path, error.message, delay)
+                    time.sleep(delay)
                 found = reconcile()
                 if found is not None:
                     LOG.info('VMstore API %s %s: response lost, but the '
                              'request had taken effect.', method, full_path)
                     return found
-            if attempt >= retries:
-                raise self._give_up(error, attempt)
-            delay = backoff_delay(attempt, self.backoff_base,
-                                  self.backoff_cap)
-            if wait_hint is not None:
-                delay = max(delay, min(wait_hint, self.backoff_cap))
-            if time.monotonic() + delay > deadline:
-                raise self._give_up(error, attempt, deadline=True)
+                delay = 0
+            if out_of is not None:
+                raise self._give_up(error, attempt,
+                                    deadline=(out_of == 'deadline'))
             LOG.debug('VMstore API %s %s: retry %d/%d in %.2fs (%s)',
                       method, full_path, attempt + 1, retries, delay,
                       error.message if error.status is None else
                       'HTTP %s %s' % (error.status, error.code or ''))
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)
             attempt += 1
 
     @staticmethod

@@ -532,6 +532,32 @@ class OperationsTest(ClientTestBase):
         self.assertEqual('snap-a', params['contain'])
         self.assertEqual('VID', params['vmUuid'])
 
+    def test_create_snapshot_lost_reconciled_without_retries(self):
+        snap = {'uuid': {'uuid': 'U1'}, 'description': 'snap-a'}
+        cl, t = self.make_client({
+            'POST /api/v310/cinder/snapshot': [conn_reset()],
+            'GET /api/v310/snapshot': [self._snap_page(snap)],
+        }, retries=0)
+        self.assertEqual('U1', cl.create_snapshot('/tintri/cinder', 'v',
+                                                  'VID', 'snap-a'))
+
+    def test_create_snapshot_lost_waits_before_lookup(self):
+        order = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_tintri.client.time.sleep',
+            lambda d: order.append('sleep')))
+
+        def lookup(method, url, **kwargs):
+            order.append('lookup')
+            return self._snap_page()
+        cl, t = self.make_client({
+            'POST /api/v310/cinder/snapshot': [
+                conn_reset(), make_response(200, ['U9'])],
+            'GET /api/v310/snapshot': [lookup],
+        })
+        cl.create_snapshot('/tintri/cinder', 'v', 'VID', 'snap-a')
+        self.assertEqual(['sleep', 'lookup'], order)
+
     def test_create_snapshot_lost_then_resent(self):
         cl, t = self.make_client({
             'POST /api/v310/cinder/snapshot': [
