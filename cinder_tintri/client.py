@@ -254,6 +254,7 @@ class TClient(object):
     # Backoff parameters (seconds); class attributes so tests can shrink.
     backoff_base = 0.5
     backoff_cap = 15.0
+    POOL_SIZE = 32
 
     def __init__(self, hostname, username, password, api_version='v310',
                  port=443, use_https=True, verify=True, ca_path=None,
@@ -283,6 +284,11 @@ class TClient(object):
 
         self._session = requests.Session()
         self._session.cookies.set_policy(_NoCookies())
+        # Retries are ours; a pool large enough for concurrent greenthreads.
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=self.POOL_SIZE, max_retries=0)
+        self._session.mount('https://', adapter)
+        self._session.mount('http://', adapter)
         self._session.headers.update({
             'Content-Type': 'application/json',
             'Accept': 'application/json',
