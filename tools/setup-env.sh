@@ -11,12 +11,13 @@ VENV=${TINTRI_VENV:-$TOP/.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-# Debian packages the functional tests use, keyed by the command each gives.
+# Debian packages the tests use, keyed by the command each gives.
 declare -A DEB_FOR=(
     [qemu-img]=qemu-utils
     [mount.nfs]=nfs-common
     [mkfs.xfs]=xfsprogs
     [redis-server]=redis-server
+    [shellcheck]=shellcheck
 )
 
 missing_debs() {

@@ -1,0 +1,426 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The DevStack plugin: what it writes into cinder.conf, and shellcheck.
+
+The plugin is sourced by bash with DevStack's functions replaced by stubs:
+``iniset`` edits a real INI file, ``sudo`` only records its command line.
+The resulting cinder.conf is then read back with oslo.config using the
+driver's real option definitions, so a misspelt key or a bad value fails.
+"""
+
+import configparser
+import glob
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from cinder.volume import driver as cinder_driver
+from cinder.volume.drivers import nfs
+from cinder.volume.drivers import remotefs
+import fixtures
+from oslo_config import cfg
+import testtools
+
+from cinder_tintri import options
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+DEVSTACK = os.path.join(TOP, 'devstack')
+
+# iniset <file> <section> <option> <value>, as DevStack's, on a real file.
+INISET_PY = textwrap.dedent('''\
+    import configparser, sys
+    path, section, option, value = sys.argv[1:5]
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str
+    cp.read(path)
+    if section != 'DEFAULT' and not cp.has_section(section):
+        cp.add_section(section)
+    cp.set(section, option, value)
+    with open(path, 'w') as f:
+        cp.write(f)
+    ''')
+
+# DevStack functions the plugin uses, stubbed.  Commands that would change
+# the machine (sudo, setup_develop, install_package) are only logged.
+STUBS = textwrap.dedent('''\
+    set -eu
+    iniset() { "$STUB_PY" "$STUB_DIR/iniset.py" "$@"; }
+    trueorfalse() {
+        local default=$1 testval=${!2:-}
+        case "$testval" in
+            1|[yY]es|YES|[tT]rue|TRUE) echo True ;;
+            0|[nN]o|NO|[fF]alse|FALSE) echo False ;;
+            *) echo "$default" ;;
+        esac
+    }
+    define_plugin() { :; }
+    echo_summary() { :; }
+    die() { shift; echo "die: $*" >&2; exit 3; }
+    is_service_enabled() { return 0; }
+    is_ubuntu() { return 0; }
+    install_package() { echo "install_package $*" >> "$STUB_DIR/calls"; }
+    setup_develop() { echo "setup_develop $*" >> "$STUB_DIR/calls"; }
+    sudo() { echo "sudo $*" >> "$STUB_DIR/calls"; }
+    mountpoint() { return 1; }
+    ''')
+
+# A stand-in for tintri-vmstore-sim: prints the ready line like the real
+# one (or misbehaves, by FAKE_SIM_MODE), then runs until signalled.
+FAKE_SIM = textwrap.dedent('''\
+    import argparse, json, os, sys, time
+    p = argparse.ArgumentParser()
+    for a in ('--host', '--port', '--root', '--username', '--password'):
+        p.add_argument(a)
+    args = p.parse_args()
+    mode = os.environ.get('FAKE_SIM_MODE', 'ok')
+    with open(os.path.join(args.root, 'argv'), 'w') as f:
+        json.dump(sys.argv[1:], f)
+    with open(os.path.join(args.root, 'pid'), 'w') as f:
+        f.write(str(os.getpid()))
+    if mode == 'exit':
+        sys.exit(1)
+    if mode == 'ok':
+        ds = os.path.join(args.root, 'datastore')
+        os.makedirs(ds, exist_ok=True)
+        print(json.dumps({
+            'url': 'https://%s:4443' % args.host, 'host': args.host,
+            'port': 4443, 'datastore': ds,
+            'ca_path': os.path.join(args.root, 'ca.pem'),
+            'username': args.username}), flush=True)
+    time.sleep(600)
+    ''')
+
+
+def _known_backend_options():
+    # cinder.volume.manager needs the versioned objects registered first.
+    from cinder import objects
+    objects.register_all()
+    from cinder.volume import manager as cinder_manager
+
+    opts = (options.tintri_opts + nfs.nfs_opts + remotefs.nas_opts
+            + cinder_driver.volume_opts
+            + cinder_manager.volume_backend_opts)
+    return {opt.name: opt for opt in opts}
+
+
+class DevstackPluginTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.stub_dir = os.path.join(self.tmp, 'stubs')
+        os.makedirs(self.stub_dir)
+        with open(os.path.join(self.stub_dir, 'iniset.py'), 'w') as f:
+            f.write(INISET_PY)
+        self.conf = os.path.join(self.tmp, 'etc', 'cinder', 'cinder.conf')
+        os.makedirs(os.path.dirname(self.conf))
+        self.data = os.path.join(self.tmp, 'data')
+        self.env = {
+            'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
+            'PYTHON': sys.executable,
+            'STUB_PY': sys.executable,
+            'STUB_DIR': self.stub_dir,
+            'DEST': os.path.join(self.tmp, 'opt'),
+            'DATA_DIR': self.data,
+            'CINDER_CONF_DIR': os.path.dirname(self.conf),
+            'CINDER_CONF': self.conf,
+            'CINDER_STATE_PATH': os.path.join(self.data, 'cinder'),
+            'CINDER_ENABLED_BACKENDS': 'lvm:lvmdriver-1',
+            'TINTRI_SIMULATOR_STOP_TIMEOUT': '5',
+        }
+        self.addCleanup(self._kill_simulator)
+
+    def _bash(self, body, expect_rc=0, **env):
+        script = (STUBS
+                  + 'source "%s/settings"\n' % DEVSTACK
+                  + 'source "%s/plugin.sh"\n' % DEVSTACK
+                  + textwrap.dedent(body))
+        full_env = dict(self.env, **env)
+        proc = subprocess.run(['bash', '-c', script], env=full_env,
+                              capture_output=True, text=True, timeout=120)
+        if expect_rc is not None:
+            self.assertEqual(
+                expect_rc, proc.returncode,
+                'stdout:\n%s\nstderr:\n%s' % (proc.stdout, proc.stderr))
+        return proc
+
+    def _read_conf(self):
+        cp = configparser.ConfigParser(interpolation=None)
+        cp.optionxform = str
+        cp.read(self.conf)
+        return cp
+
+    def _calls(self):
+        try:
+            with open(os.path.join(self.stub_dir, 'calls')) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def _assert_valid_for_oslo(self, section):
+        """Every key is a real option and every value parses as its type."""
+        known = _known_backend_options()
+        cp = self._read_conf()
+        keys = list(cp[section].keys())
+        self.assertEqual([], [k for k in keys if k not in known],
+                         'keys the driver does not know')
+        conf = cfg.ConfigOpts()
+        conf.register_opts([known[k] for k in keys], group=section)
+        conf(args=[], default_config_files=[self.conf])
+        return {k: getattr(conf[section], k) for k in keys}
+
+    def _sim_dir(self):
+        return os.path.join(self.data, 'tintri-simulator')
+
+    def _kill_simulator(self):
+        pidfile = os.path.join(self._sim_dir(), 'simulator.pid')
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def _fake_sim(self):
+        path = os.path.join(self.stub_dir, 'fake-tintri-vmstore-sim')
+        with open(path, 'w') as f:
+            f.write('#!%s\n%s' % (sys.executable, FAKE_SIM))
+        os.chmod(path, 0o755)
+        return path
+
+    # -- settings ---------------------------------------------------------
+
+    def test_settings_adds_the_backend_once(self):
+        proc = self._bash('''\
+            source "$TOP/devstack/settings"
+            echo "$CINDER_ENABLED_BACKENDS"
+            tintri_backend_names
+            ''', TOP=TOP)
+        self.assertEqual(['lvm:lvmdriver-1,tintri:tintri', 'tintri'],
+                         proc.stdout.splitlines())
+
+    def test_settings_respects_an_explicit_backend_list(self):
+        proc = self._bash('echo "$CINDER_ENABLED_BACKENDS"\n',
+                          CINDER_ENABLED_BACKENDS='tintri:vmstore-a')
+        self.assertEqual('tintri:vmstore-a', proc.stdout.strip())
+        proc = self._bash('echo "$CINDER_ENABLED_BACKENDS"\n',
+                          TINTRI_ADD_BACKEND='False')
+        self.assertEqual('lvm:lvmdriver-1', proc.stdout.strip())
+
+    # -- a real array -------------------------------------------------------
+
+    def test_real_array_backend_section(self):
+        self._bash('configure_tintri_backends\n',
+                   TINTRI_SERVER_HOSTNAME='vmstore.example.com',
+                   TINTRI_SERVER_USERNAME='cinder',
+                   TINTRI_SERVER_PASSWORD='placeholder-password',
+                   TINTRI_SHARES='vmstore.example.com:/tintri/a,'
+                                 'vmstore.example.com:/tintri/b',
+                   TINTRI_CA_BUNDLE='/etc/ssl/private-ca.pem',
+                   TINTRI_NFS_MOUNT_OPTIONS='vers=3,lookupcache=pos')
+        values = self._assert_valid_for_oslo('tintri')
+        shares_file = os.path.join(os.path.dirname(self.conf),
+                                   'tintri_shares')
+        self.assertEqual({
+            'volume_driver': 'cinder_tintri.driver.TintriDriver',
+            'volume_backend_name': 'tintri',
+            'nfs_shares_config': shares_file,
+            'nfs_mount_point_base': os.path.join(self.data, 'cinder', 'mnt'),
+            'nfs_mount_options': 'vers=3,lookupcache=pos',
+            'tintri_server_hostname': 'vmstore.example.com',
+            'tintri_server_port': 443,
+            'tintri_server_username': 'cinder',
+            'tintri_server_password': 'placeholder-password',
+            'tintri_use_https': True,
+            'tintri_ssl_cert_verify': True,
+            'driver_ssl_cert_path': '/etc/ssl/private-ca.pem',
+        }, values)
+        with open(shares_file) as f:
+            self.assertEqual(['vmstore.example.com:/tintri/a',
+                              'vmstore.example.com:/tintri/b'],
+                             f.read().splitlines())
+        # Nothing is mounted or started for a real array.
+        self.assertEqual([], [c for c in self._calls()
+                              if c.startswith('sudo')])
+        self.assertFalse(os.path.exists(self._sim_dir()))
+
+    def test_each_tintri_backend_gets_a_section(self):
+        self._bash('configure_tintri_backends\n',
+                   CINDER_ENABLED_BACKENDS='tintri:fast,lvm:lvm,tintri:slow',
+                   TINTRI_SERVER_HOSTNAME='vmstore.example.com',
+                   TINTRI_SHARES='vmstore.example.com:/tintri/a')
+        cp = self._read_conf()
+        self.assertEqual(['fast', 'slow'], cp.sections())
+        self.assertEqual('slow', cp['slow']['volume_backend_name'])
+
+    def test_real_array_without_hostname_is_refused(self):
+        proc = self._bash('configure_tintri_backends\n', expect_rc=3)
+        self.assertIn('TINTRI_SERVER_HOSTNAME', proc.stderr)
+        self.assertFalse(os.path.exists(self.conf))
+
+    def test_install_phase(self):
+        self._bash('source "$TOP/devstack/plugin.sh" stack install\n',
+                   TOP=TOP, TINTRI_SIMULATOR='True')
+        calls = self._calls()
+        self.assertIn('setup_develop %s simulator'
+                      % os.path.join(self.tmp, 'opt', 'cinder-tintri'),
+                      calls)
+        self.assertIn('install_package nfs-common', calls)
+
+    # -- simulator mode -----------------------------------------------------
+
+    def test_simulator_mode(self):
+        sim = self._fake_sim()
+        proc = self._bash('source "$TOP/devstack/plugin.sh" '
+                          'stack post-config\n', TOP=TOP,
+                          TINTRI_SIMULATOR='True',
+                          TINTRI_SIMULATOR_CMD=sim)
+        self.assertIn('ready', proc.stdout)
+        sim_dir = self._sim_dir()
+        with open(os.path.join(sim_dir, 'simulator.pid')) as f:
+            pid = int(f.read())
+        os.kill(pid, 0)   # still running after the plugin's shell exited
+
+        with open(os.path.join(sim_dir, 'password')) as f:
+            password = f.read().strip()
+        self.assertEqual(32, len(password))
+        self.assertEqual(0o600, os.stat(
+            os.path.join(sim_dir, 'password')).st_mode & 0o777)
+        with open(os.path.join(sim_dir, 'data', 'argv')) as f:
+            argv = f.read()
+        self.assertIn('"--host", "127.0.0.1"', argv)
+
+        values = self._assert_valid_for_oslo('tintri')
+        root = os.path.join(sim_dir, 'data')
+        self.assertEqual('127.0.0.1', values['tintri_server_hostname'])
+        self.assertEqual(4443, values['tintri_server_port'])
+        self.assertEqual('admin', values['tintri_server_username'])
+        self.assertEqual(password, values['tintri_server_password'])
+        self.assertTrue(values['tintri_ssl_cert_verify'])
+        self.assertEqual(os.path.join(root, 'ca.pem'),
+                         values['driver_ssl_cert_path'])
+        with open(values['nfs_shares_config']) as f:
+            self.assertEqual(['127.0.0.1:/tintri/cinder'],
+                             f.read().splitlines())
+
+        # The share directory exists and is bind-mounted where os-brick
+        # looks for the mount of that share.
+        share_dir = os.path.join(root, 'datastore', 'cinder')
+        self.assertTrue(os.path.isdir(share_dir))
+        digest = hashlib.md5(b'127.0.0.1:/tintri/cinder').hexdigest()
+        mount_point = os.path.join(values['nfs_mount_point_base'], digest)
+        self.assertTrue(os.path.isdir(mount_point))
+        self.assertIn('sudo mount --bind %s %s' % (share_dir, mount_point),
+                      self._calls())
+
+        # unstack stops it (by its pid, within the stop timeout).
+        start = time.monotonic()
+        self._bash('source "$TOP/devstack/plugin.sh" unstack\n', TOP=TOP,
+                   TINTRI_SIMULATOR='True')
+        self.assertLess(time.monotonic() - start, 30)
+        self.assertFalse(_alive(pid))
+        self.assertFalse(os.path.exists(os.path.join(sim_dir,
+                                                     'simulator.pid')))
+
+    def test_simulator_restart_keeps_the_password(self):
+        sim = self._fake_sim()
+        for _ in range(2):
+            self._bash('start_tintri_simulator\n', TINTRI_SIMULATOR='True',
+                       TINTRI_SIMULATOR_CMD=sim)
+        with open(os.path.join(self._sim_dir(), 'data', 'argv')) as f:
+            argv = f.read()
+        with open(os.path.join(self._sim_dir(), 'password')) as f:
+            self.assertIn(f.read().strip(), argv)
+
+    def test_simulator_start_has_a_deadline(self):
+        sim = self._fake_sim()
+        start = time.monotonic()
+        proc = self._bash('start_tintri_simulator\n', expect_rc=3,
+                          TINTRI_SIMULATOR='True', TINTRI_SIMULATOR_CMD=sim,
+                          TINTRI_SIMULATOR_START_TIMEOUT='2',
+                          FAKE_SIM_MODE='silent')
+        self.assertLess(time.monotonic() - start, 30)
+        self.assertIn('not ready after 2s', proc.stderr)
+        with open(os.path.join(self._sim_dir(), 'data', 'pid')) as f:
+            self.assertFalse(_alive(int(f.read())))
+        self.assertFalse(os.path.exists(os.path.join(self._sim_dir(),
+                                                     'simulator.pid')))
+
+    def test_simulator_that_exits_is_reported(self):
+        sim = self._fake_sim()
+        proc = self._bash('start_tintri_simulator\n', expect_rc=3,
+                          TINTRI_SIMULATOR='True', TINTRI_SIMULATOR_CMD=sim,
+                          FAKE_SIM_MODE='exit')
+        self.assertIn('exited before it was ready', proc.stderr)
+
+    def test_stop_ignores_a_recycled_pid(self):
+        os.makedirs(self._sim_dir())
+        sleeper = subprocess.Popen(['sleep', '60'])
+        self.addCleanup(sleeper.wait)
+        self.addCleanup(sleeper.kill)
+        with open(os.path.join(self._sim_dir(), 'simulator.pid'), 'w') as f:
+            f.write('%d\n' % sleeper.pid)
+        self._bash('stop_tintri_simulator\n')
+        self.assertIsNone(sleeper.poll())
+
+    def test_real_simulator(self):
+        """The plugin against the real tintri-vmstore-sim, when present."""
+        cmd = os.path.join(os.path.dirname(sys.executable),
+                           'tintri-vmstore-sim')
+        if not os.access(cmd, os.X_OK):
+            self.skipTest('tintri-vmstore-sim is not installed')
+        try:
+            subprocess.run([cmd, '--help'], capture_output=True, timeout=60,
+                           check=True)
+        except (subprocess.SubprocessError, OSError) as e:
+            self.skipTest('tintri-vmstore-sim does not run: %s' % e)
+        self._bash('''\
+            start_tintri_simulator
+            tintri_load_simulator_facts
+            configure_cinder_backend_tintri tintri
+            stop_tintri_simulator
+            ''', TINTRI_SIMULATOR='True', TINTRI_SIMULATOR_CMD=cmd)
+        values = self._assert_valid_for_oslo('tintri')
+        self.assertEqual('127.0.0.1', values['tintri_server_hostname'])
+        self.assertNotEqual(0, values['tintri_server_port'])
+        self.assertTrue(values['tintri_ssl_cert_verify'])
+
+
+class ShellcheckTestCase(testtools.TestCase):
+
+    def test_shellcheck(self):
+        shellcheck = shutil.which('shellcheck')
+        if not shellcheck:
+            self.skipTest('shellcheck is not installed '
+                          '(Debian package "shellcheck")')
+        files = sorted(
+            glob.glob(os.path.join(DEVSTACK, '*.sh'))
+            + [os.path.join(DEVSTACK, 'settings')]
+            + glob.glob(os.path.join(TOP, 'tools', '*.sh')))
+        proc = subprocess.run([shellcheck, '--external-sources'] + files,
+                              cwd=TOP, capture_output=True, text=True,
+                              timeout=300)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+
+
+def _alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
