@@ -1,0 +1,22 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""A Tintri VMstore REST API v310 simulator.
+
+A real HTTP(S) server backed by a directory that stands for the VMstore's
+``/tintri`` NFS export.  It is used by the tests, the demo, the benchmark
+and CI; the driver never imports it.  Only the standard library and
+``cryptography`` (for the self-signed certificates) are needed.
+"""
+
+from cinder_tintri.simulator.server import VMstoreSimulator  # noqa: F401
+
+__all__ = ['VMstoreSimulator']
