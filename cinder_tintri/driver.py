@@ -83,7 +83,9 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
     SUPPORTS_ACTIVE_ACTIVE = False
 
     driver_volume_type = 'nfs'
-    driver_prefix = 'tintri'
+    # The NFS option family (nfs_shares_config, nfs_mount_point_base, ...)
+    # is looked up through this prefix; operators keep using it.
+    driver_prefix = 'nfs'
     volume_backend_name = 'tintri'
 
     def __init__(self, *args, **kwargs):
@@ -179,9 +181,9 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
             self._client = self._make_client()
         self._check_array()
         super().do_setup(context)
-        self._check_shares()
 
-    def _check_shares(self):
+    def _load_shares_config(self, share_file=None):
+        super()._load_shares_config(share_file)
         for share in self.shares:
             export = self._export_path(share)
             if export != EXPORT_ROOT and not export.startswith(
@@ -506,6 +508,11 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
         self._resize_to(path, new_size)
         LOG.info('Extended volume %(vol)s to %(size)s GiB.',
                  {'vol': volume.id, 'size': new_size})
+
+    def clone_image(self, context, volume, image_location, image_meta,
+                    image_service):
+        """Not cloned here: Cinder downloads (image mixin overrides)."""
+        return None, False
 
     def retype(self, context, volume, new_type, diff, host):
         """Nothing on the array depends on the volume type."""

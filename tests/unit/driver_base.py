@@ -96,11 +96,15 @@ class DriverTestCase(test.TestCase):
         }
 
     def make_driver(self, flags, setup=True):
-        conf = configuration.Configuration(base_driver.volume_opts,
-                                           config_group=BACKEND)
-        drv = tdriver.TintriDriver(configuration=conf, host=HOST)
+        # Register every option in the backend group and set the values
+        # before the driver is built: its __init__ reads some of them.
+        conf = configuration.Configuration(
+            base_driver.volume_opts
+            + tdriver.TintriDriver.get_driver_options(),
+            config_group=BACKEND)
         for key, value in flags.items():
             self.override_config(key, value, group=BACKEND)
+        drv = tdriver.TintriDriver(configuration=conf, host=HOST)
         if setup:
             drv.do_setup(self.ctxt)
             drv.check_for_setup_error()
