@@ -218,6 +218,7 @@ class Handler(http_server.BaseHTTPRequestHandler):
     server_version = 'VMstoreSimulator/1.0'
     sys_version = ''
     timeout = 300  # idle keep-alive connections are closed after this
+    disable_nagle_algorithm = True
 
     def version_string(self):
         return self.server_version
