@@ -137,7 +137,13 @@ class SnapshotHasClones(TintriError):
 
 
 class _ResponseLost(TintriConnectionError):
-    """A non-idempotent request was sent but its outcome is unknown."""
+    """A non-idempotent request was sent but its outcome is unknown.
+
+    ``still_running`` is set when the array may still be working on it
+    (read timeout, 504), as opposed to a dropped connection.
+    """
+
+    still_running = False
 
 
 def mask_secrets(obj):
@@ -509,8 +515,8 @@ class TClient(object):
 
     def _call(self, method, path, params=None, body=None, template=None,
               auth=True, idempotent=None, reconcile=None,
-              resend_ok_statuses=(), raw=False, session_id=None,
-              max_retries=None):
+              resend_if_running=True, resend_ok_statuses=(), raw=False,
+              session_id=None, max_retries=None):
         """Send one logical request, with retries and re-login.
 
         :param template: endpoint template for request counting, relative
@@ -520,6 +526,10 @@ class TClient(object):
         :param reconcile: for non-idempotent calls, called after a lost
             response; returns a value to use as the result, or None to
             resend.
+        :param resend_if_running: when False, a request that may still be
+            running on the array (read timeout, 504) is never resent; the
+            reconcile lookup is repeated until it succeeds or the retry
+            budget is spent.
         :param resend_ok_statuses: statuses that mean success when they
             answer a resend of a request whose response was lost.
         :param raw: return the requests.Response instead of decoded JSON.
@@ -566,6 +576,8 @@ class TClient(object):
                     error = _ResponseLost(
                         '%s after the request was sent: %s' % (kind, e),
                         method=method, path=full_path)
+                    error.still_running = isinstance(
+                        e, requests.exceptions.Timeout)
             except requests.exceptions.RequestException as e:
                 raise TintriConnectionError(str(e), method=method,
                                             path=full_path)
@@ -598,21 +610,13 @@ class TClient(object):
                             error.message, status=status, code=error.code,
                             cause_details=error.cause_details,
                             method=method, path=full_path)
+                        error.still_running = status == 504
                 else:
                     raise error
 
-            # A retryable failure: is there budget for another attempt?
-            delay = None
-            out_of = None
-            if attempt >= retries:
-                out_of = 'retries'
-            else:
-                delay = backoff_delay(attempt, self.backoff_base,
-                                      self.backoff_cap)
-                if wait_hint is not None:
-                    delay = max(delay, min(wait_hint, self.backoff_cap))
-                if time.monotonic() + delay > deadline:
-                    out_of = 'deadline'
+            # A retryable failure.
+            delay, out_of = self._next_delay(attempt, retries, deadline,
+                                             wait_hint)
             if isinstance(error, _ResponseLost):
                 lost_before = True
                 if reconcile is None:
@@ -621,19 +625,33 @@ class TClient(object):
                         % (error.message, method), status=error.status,
                         code=error.code, cause_details=error.cause_details,
                         method=method, path=full_path)
-                # Give a slow array time to finish the lost request before
-                # looking for its effect, then resend only if none is seen.
-                if out_of is None:
-                    LOG.debug('VMstore API %s %s: response lost (%s); '
-                              'checking its effect in %.2fs', method,
-                              full_path, error.message, delay)
-                    time.sleep(delay)
-                found = reconcile()
-                if found is not None:
-                    LOG.info('VMstore API %s %s: response lost, but the '
-                             'request had taken effect.', method, full_path)
-                    return found
-                delay = 0
+                # Give the array time to finish the lost request, then look
+                # for its effect. Resend only when nothing is found and the
+                # first request cannot still be running; while it may be,
+                # keep looking instead (within the same retry budget).
+                while True:
+                    if out_of is None:
+                        LOG.debug('VMstore API %s %s: response lost (%s); '
+                                  'looking for its effect in %.2fs', method,
+                                  full_path, error.message, delay)
+                        time.sleep(delay)
+                    found = reconcile()
+                    if found is not None:
+                        LOG.info('VMstore API %s %s: response lost, but the '
+                                 'request had taken effect.', method,
+                                 full_path)
+                        return found
+                    if out_of is not None:
+                        raise self._give_up(error, attempt,
+                                            deadline=(out_of == 'deadline'))
+                    attempt += 1
+                    if not (error.still_running and not resend_if_running):
+                        break
+                    delay, out_of = self._next_delay(attempt, retries,
+                                                     deadline, None)
+                LOG.debug('VMstore API %s %s: resending (attempt %d)',
+                          method, full_path, attempt + 1)
+                continue
             if out_of is not None:
                 raise self._give_up(error, attempt,
                                     deadline=(out_of == 'deadline'))
@@ -641,9 +659,19 @@ class TClient(object):
                       method, full_path, attempt + 1, retries, delay,
                       error.message if error.status is None else
                       'HTTP %s %s' % (error.status, error.code or ''))
-            if delay:
-                time.sleep(delay)
+            time.sleep(delay)
             attempt += 1
+
+    def _next_delay(self, attempt, retries, deadline, wait_hint):
+        """(delay, None) before the next attempt, or (None, why) if none."""
+        if attempt >= retries:
+            return None, 'retries'
+        delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
+        if wait_hint is not None:
+            delay = max(delay, min(wait_hint, self.backoff_cap))
+        if time.monotonic() + delay > deadline:
+            return None, 'deadline'
+        return delay, None
 
     @staticmethod
     def _give_up(error, attempt, deadline=False):
@@ -657,6 +685,8 @@ class TClient(object):
                                                   why)
         else:
             message = error.message
+        if isinstance(error, _ResponseLost) and error.still_running:
+            message += '; not resent as the array may still complete it'
         return cls(message, status=error.status, code=error.code,
                    cause_details=error.cause_details, method=error.method,
                    path=error.path)
@@ -792,7 +822,8 @@ class TClient(object):
 
     def get_appliance_info(self):
         """ApplianceInfo of the VMstore (modelName, osVersion, ...)."""
-        info = self._call('GET', 'appliance/default/info')
+        info = self._call('GET', 'appliance/default/info',
+                          template='appliance/{id}/info')
         if isinstance(info, list):
             info = info[0] if info else {}
         return info or {}
@@ -804,7 +835,7 @@ class TClient(object):
         'raw' (the DatastoreStat).
         """
         path = 'datastore/default/statsRealtime'
-        page = self._call('GET', path)
+        page = self._call('GET', path, template='datastore/{id}/statsRealtime')
         try:
             items = page['items'] if isinstance(page, dict) else page
             stat = items[0]['sortedStats'][0]
@@ -836,7 +867,10 @@ class TClient(object):
 
         ``snapshot_name`` becomes the description and must be unique: it is
         how a POST whose response was lost is reconciled without creating
-        a duplicate.
+        a duplicate. After a dropped connection the snapshot is looked up
+        and the POST resent only if it is not there; after a read timeout
+        (the array may still be working) it is only looked up again, within
+        the retry budget, and never resent.
         """
         rel = export_relative(volume_path)
         spec = {
@@ -857,7 +891,7 @@ class TClient(object):
             return _Found(found) if found else None
 
         result = self._call('POST', 'cinder/snapshot', body=spec,
-                            reconcile=reconcile)
+                            reconcile=reconcile, resend_if_running=False)
         if isinstance(result, _Found):
             return _uuid_of(result.value)
         uuid = _first_uuid(result)

@@ -294,7 +294,7 @@ class TransportTest(ClientTestBase):
         self.assertEqual(0, len(cl._session.cookies))
         self.assertEqual({'GET /api/info': 1,
                           'POST /api/v310/session/login': 1,
-                          'GET /api/v310/appliance/default/info': 3},
+                          'GET /api/v310/appliance/{id}/info': 3},
                          cl.request_counts)
 
     def test_cookie_from_set_cookie_header(self):
@@ -557,6 +557,35 @@ class OperationsTest(ClientTestBase):
         })
         cl.create_snapshot('/tintri/cinder', 'v', 'VID', 'snap-a')
         self.assertEqual(['sleep', 'lookup'], order)
+
+    def test_create_snapshot_read_timeout_polls_never_resends(self):
+        snap = {'uuid': {'uuid': 'U1'}, 'description': 'snap-a'}
+        cl, t = self.make_client({
+            'POST /api/v310/cinder/snapshot': [
+                requests.exceptions.ReadTimeout('read timed out'),
+                AssertionError('resent')],
+            'GET /api/v310/snapshot': [self._snap_page(), self._snap_page(),
+                                       self._snap_page(snap)],
+        })
+        self.assertEqual('U1', cl.create_snapshot('/tintri/cinder', 'v',
+                                                  'VID', 'snap-a'))
+        self.assertEqual(1, cl.request_counts[
+            'POST /api/v310/cinder/snapshot'])
+        self.assertEqual(3, cl.request_counts['GET /api/v310/snapshot'])
+
+    def test_create_snapshot_read_timeout_gives_up_without_resend(self):
+        cl, t = self.make_client({
+            'POST /api/v310/cinder/snapshot': [
+                requests.exceptions.ReadTimeout('read timed out')],
+            'GET /api/v310/snapshot': [self._snap_page()],
+        }, retries=3)
+        e = self.assertRaises(client.TintriConnectionError,
+                              cl.create_snapshot, '/tintri/cinder', 'v',
+                              'VID', 'snap-a')
+        self.assertIn('may still complete it', str(e))
+        self.assertEqual(1, cl.request_counts[
+            'POST /api/v310/cinder/snapshot'])
+        self.assertEqual(4, cl.request_counts['GET /api/v310/snapshot'])
 
     def test_create_snapshot_lost_then_resent(self):
         cl, t = self.make_client({
