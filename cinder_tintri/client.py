@@ -581,6 +581,11 @@ class TClient(object):
             except requests.exceptions.RequestException as e:
                 raise TintriConnectionError(str(e), method=method,
                                             path=full_path)
+            except OSError as e:
+                # e.g. requests' "Could not find a suitable TLS CA
+                # certificate bundle" for a wrong ca_path.
+                raise TintriConnectionError(
+                    'TLS setup error: %s' % e, method=method, path=full_path)
 
             if response is not None:
                 status = response.status_code

@@ -120,27 +120,45 @@ class SessionTest(SimulatorTestBase):
         self.assertIn(e.status, (401, 403))
         self.assertEqual(1, sim.request_counts()[LOGIN])
 
-    def test_concurrent_callers_share_one_login(self):
-        sim = self.start_sim()
-        cl = self.make_client(sim)
-        barrier = threading.Barrier(6, timeout=10)
+    def _run_concurrently(self, n, func):
+        barrier = threading.Barrier(n, timeout=10)
         errors = []
 
         def worker():
             try:
                 barrier.wait()
-                for _ in range(3):
-                    cl.get_appliance_info()
+                func()
             except Exception as e:
                 errors.append(e)
-        threads = [threading.Thread(target=worker) for _ in range(6)]
+        # Under the tests' eventlet monkey patching these are greenthreads.
+        threads = [threading.Thread(target=worker) for _ in range(n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
         self.assertFalse(any(t.is_alive() for t in threads))
         self.assertEqual([], errors)
+
+    def test_concurrent_relogin_after_expiry_happens_once(self):
+        sim = self.start_sim()
+        cl = self.make_client(sim)
+        cl.get_appliance_info()
+        sim.expire_sessions()
+        self._run_concurrently(6, cl.get_appliance_info)
+        self.assertEqual(2, cl.logins)
+        self.assertEqual(2, sim.request_counts()[LOGIN])
+
+    def test_concurrent_callers_share_one_login(self):
+        sim = self.start_sim()
+        cl = self.make_client(sim)
+
+        def work():
+            for _ in range(3):
+                cl.get_appliance_info()
+        self._run_concurrently(6, work)
         self.assertEqual(1, sim.request_counts()[LOGIN])
+        self.assertEqual(18, cl.request_counts['GET /api/v310/appliance/'
+                                               '{id}/info'])
 
 
 class RetryTest(SimulatorTestBase):
@@ -374,6 +392,13 @@ class TLSTest(SimulatorTestBase):
         self.assertNotIn(LOGIN, sim.request_counts())
         right = self.make_client(sim)
         self.assertTrue(right.get_appliance_info())
+
+    def test_missing_ca_file(self):
+        sim = self.start_sim()
+        cl = self.make_client(sim, ca_path='/nonexistent/ca.pem', retries=3)
+        e = self.assertRaises(client.TintriConnectionError, cl.login)
+        self.assertIn('/nonexistent/ca.pem', str(e))
+        self.assertEqual(1, cl.request_counts[LOGIN])
 
     def test_system_trust_store_rejects_private_ca(self):
         sim = self.start_sim()
