@@ -346,16 +346,25 @@ class TClient(object):
             self._request_counts.clear()
 
     def login(self):
-        """Log in (again) now. Raises TintriAuthError on bad credentials."""
+        """Log in (again) now. Raises TintriAuthError on bad credentials.
+
+        A session this client held before is logged out afterwards, so
+        repeated calls do not pile up sessions on the array.
+        """
         with self._login_lock:
+            previous = self._session_id
             self._login_locked()
+        if previous is not None:
+            self._logout_session(previous)
 
     def logout(self):
         """Log out if logged in. Best effort: failures are logged only."""
         with self._login_lock:
             session_id, self._session_id = self._session_id, None
-        if session_id is None:
-            return
+        if session_id is not None:
+            self._logout_session(session_id)
+
+    def _logout_session(self, session_id):
         try:
             self._call('POST', 'session/logout', auth=False,
                        session_id=session_id, idempotent=True,

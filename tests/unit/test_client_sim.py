@@ -111,6 +111,15 @@ class SessionTest(SimulatorTestBase):
         cl.get_appliance_info()
         self.assertEqual(2, sim.request_counts()[LOGIN])
 
+    def test_explicit_relogin_does_not_leak_sessions(self):
+        sim = self.start_sim()
+        cl = self.make_client(sim)
+        for _ in range(3):
+            cl.login()
+        self.assertEqual(3, cl.logins)
+        self.assertEqual(1, sim.inventory()['sessions'])
+        self.assertTrue(cl.get_appliance_info())
+
     def test_wrong_password(self):
         sim = self.start_sim()
         cl = client.TClient(sim.host, sim.username, 'wrong', port=sim.port,
