@@ -142,7 +142,7 @@ def format_datetime(ms):
 
 _DT_RE = re.compile(
     r'^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})'
-    r'(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$')
+    r'(?:\.(\d{1,9}))?(Z|[ +-]\d{2}:?\d{2})?$')
 
 
 def parse_datetime(value):
@@ -150,7 +150,8 @@ def parse_datetime(value):
 
     Accepts ``YYYY-MM-DDTHH:MM:SS`` with optional fraction and zone
     (``Z``, ``+hh:mm``, ``+hhmm``); no zone means UTC (INFERRED).  Plain
-    integers are taken as epoch milliseconds.
+    integers are taken as epoch milliseconds.  A space before the zone is
+    read as ``+`` (an unencoded ``+`` in a hand-built query string).
     """
     value = value.strip()
     if re.match(r'^-?\d+$', value):
