@@ -335,8 +335,8 @@ class Handler(http_server.BaseHTTPRequestHandler):
             key = '%s %s' % (self.command, path)
         is_api = path == '/api' or path.startswith('/api/')
         fault, latency = sim._account(key, is_api)
-        if latency:
-            time.sleep(latency)
+        if latency and not sim._sleep(latency):
+            raise _Drop()
         lose = False
         if fault is not None:
             mode = fault['mode']
@@ -347,8 +347,8 @@ class Handler(http_server.BaseHTTPRequestHandler):
                                          fault['cause'], fault['message'])
                 self._send(sim_state.error_reply(err))
                 return
-            if mode == 'delay':
-                time.sleep(fault['delay'])
+            if mode == 'delay' and not sim._sleep(fault['delay']):
+                raise _Drop()
             lose = mode == 'lose_response'
         reply = self._handle(sim, handlers, auth, params, query, raw)
         if lose:
@@ -517,6 +517,7 @@ class VMstoreSimulator(object):
         self._thread = None
         self._tmp_root = False
         self._ctl_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._counts = {}
         self._faults = []
         self._latency = 0.0
@@ -535,6 +536,7 @@ class VMstoreSimulator(object):
     def start(self):
         if self._server is not None:
             raise RuntimeError('simulator already started')
+        self._stopping.clear()
         if self._root_arg is None:
             self.root = tempfile.mkdtemp(prefix='tintri-vmstore-sim-')
             self._tmp_root = True
@@ -582,6 +584,7 @@ class VMstoreSimulator(object):
         if server is None:
             return
         self._server = None
+        self._stopping.set()  # wakes handlers sleeping for latency/delay
         server.shutdown()
         server.server_close()
         server.close_connections()
@@ -603,6 +606,10 @@ class VMstoreSimulator(object):
 
     # ------------------------------------------------------------------
     # accounting and faults (called by the handler)
+
+    def _sleep(self, seconds):
+        """Sleep without any lock; False if the simulator is stopping."""
+        return not self._stopping.wait(seconds)
 
     def _account(self, key, is_api):
         with self._ctl_lock:
