@@ -559,6 +559,8 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
         conf = self.configuration
         self._ensure_shares_mounted()
         ds = self._datastore_stats()
+        backend_name = (conf.safe_get('volume_backend_name')
+                        or self.volume_backend_name)
         pools = []
         for share in self._mounted_shares:
             mount = self._get_mount_point_for_share(share)
@@ -571,6 +573,7 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
                 free_gb = free / units.Gi
             pools.append({
                 'pool_name': share,
+                'volume_backend_name': backend_name,
                 'total_capacity_gb': round(total_gb, 2),
                 'free_capacity_gb': round(free_gb, 2),
                 'provisioned_capacity_gb': round(
@@ -586,8 +589,7 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
                 'sparse_copy_volume': True,
             })
         self._stats = {
-            'volume_backend_name': (conf.safe_get('volume_backend_name')
-                                    or self.volume_backend_name),
+            'volume_backend_name': backend_name,
             'vendor_name': self.VENDOR,
             'driver_version': self.VERSION,
             'storage_protocol': constants.NFS,

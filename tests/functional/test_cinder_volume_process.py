@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import testtools
 
@@ -48,7 +49,8 @@ class CinderVolumeProcessTest(testtools.TestCase):
             self.skipTest('cinder-volume not installed in this environment')
         self.tmp = tempfile.mkdtemp(prefix='tintri-cvol-')
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
-        self.sim = VMstoreSimulator()
+        # A password that cannot occur by chance in a log line.
+        self.sim = VMstoreSimulator(password='pw-' + uuid.uuid4().hex)
         self.sim.start()
         self.addCleanup(self.sim.stop)
         share_dir = os.path.join(self.sim.datastore, 'cinder')
@@ -72,7 +74,7 @@ host = tintri-test-host
 state_path = {self.tmp}/state
 debug = True
 log_file = {self.log}
-backend_stats_polling_interval = 2
+backend_stats_polling_interval = 3
 
 [oslo_concurrency]
 lock_path = {self.tmp}/locks

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from cinder.privsep import sys_admin_pctxt
+from cinder import service
 from cinder.tests.functional import functional_helpers
 from cinder.volume import configuration
 from oslo_config import cfg
@@ -92,16 +93,18 @@ class LifecycleTest(functional_helpers._FunctionalTestBase):
                 'tintri_server_password': sim.password,
                 'driver_ssl_cert_path': sim.ca_path}.items():
             f[key] = {'v': value, 'g': group}
+        # Fail fast rather than wait a minute if no pool gets reported.
+        f['scheduler_driver_init_wait_time'] = {'v': 10}
         f['resource_query_filters_file'] = {
             'v': os.path.join(sys.prefix, 'etc/cinder/resource_filters.json')}
         return f
 
     def _start_api_service(self):
-        CONF.set_override('api_paste_config',
-                          os.path.join(sys.prefix,
-                                       'etc/cinder/api-paste.ini'))
-        self.addCleanup(CONF.clear_override, 'api_paste_config')
-        from cinder import service
+        # The harness points at a paste file next to the package; the
+        # wheel installs it under <venv>/etc/cinder.  Same mechanism as
+        # the harness (an attribute read by oslo.service's loader).
+        CONF.api_paste_config = os.path.join(sys.prefix,
+                                             'etc/cinder/api-paste.ini')
         self.osapi = service.WSGIService('osapi_volume')
         self.osapi.start()
         self.auth_url = 'http://%s:%s/v%s' % (
