@@ -42,6 +42,7 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_tintri import client as tclient
+from cinder_tintri import images
 from cinder_tintri import options
 
 LOG = logging.getLogger(__name__)
@@ -58,8 +59,8 @@ SUPPORTED_API_FAMILY = 'v310'
 
 
 @interface.volumedriver
-class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
-                   nfs.NfsDriver):
+class TintriDriver(images.TintriImageMixin, driver.ManageableVD,
+                   driver.CloneableImageVD, nfs.NfsDriver):
     """Tintri VMstore NFS driver.
 
     Version history:
@@ -181,6 +182,7 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
             self._client = self._make_client()
         self._check_array()
         super().do_setup(context)
+        self._image_cache_start()
 
     def _load_shares_config(self, share_file=None):
         super()._load_shares_config(share_file)
@@ -508,11 +510,6 @@ class TintriDriver(driver.ManageableVD, driver.CloneableImageVD,
         self._resize_to(path, new_size)
         LOG.info('Extended volume %(vol)s to %(size)s GiB.',
                  {'vol': volume.id, 'size': new_size})
-
-    def clone_image(self, context, volume, image_location, image_meta,
-                    image_service):
-        """Not cloned here: Cinder downloads (image mixin overrides)."""
-        return None, False
 
     def retype(self, context, volume, new_type, diff, host):
         """Nothing on the array depends on the volume type."""

@@ -119,6 +119,15 @@ image_cache_opts = [
                min=1,
                help='Upper bound in seconds on one image-cache cleanup '
                     'run.'),
+    cfg.IntOpt('tintri_image_lock_timeout',
+               default=1800,
+               min=0,
+               help='Seconds a request for an uncached image waits while '
+                    'another request (on this or another cinder-volume '
+                    'host) downloads the same image into the array image '
+                    'cache. When the wait times out the request downloads '
+                    'the image on its own without caching it. 0 means do '
+                    'not wait.'),
 ]
 
 tintri_opts = legacy_opts + connection_opts + image_cache_opts
