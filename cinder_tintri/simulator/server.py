@@ -377,16 +377,16 @@ class Handler(http_server.BaseHTTPRequestHandler):
         }
         st = sim._state
         try:
-            if raw:
-                try:
-                    ctx['json'] = json.loads(raw.decode('utf-8'))
-                except ValueError:
-                    raise sim_state.ApiError(400, 'ERR-API-0020',
-                                             'Request body is not JSON')
             with st.lock:
                 st.invalidate()
                 if auth:
                     ctx['session'] = st.authenticate(self.headers)
+                if raw:
+                    try:
+                        ctx['json'] = json.loads(raw.decode('utf-8'))
+                    except ValueError:
+                        raise sim_state.ApiError(400, 'ERR-API-0020',
+                                                 'Request body is not JSON')
                 return handler(st, ctx)
         except sim_state.ApiError as exc:
             return sim_state.error_reply(exc)
