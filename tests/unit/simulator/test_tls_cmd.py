@@ -148,6 +148,21 @@ class ConsoleScriptTest(base.SimTestCase):
         for opt in parser_opts:
             self.assertIn(opt, out.stdout)
 
+    def test_entry_point_and_no_cinder_import(self):
+        from importlib import metadata
+        eps = [e for e in metadata.entry_points(group='console_scripts')
+               if e.name == 'tintri-vmstore-sim']
+        self.assertEqual(['cinder_tintri.simulator.cmd:main'],
+                         [e.value for e in eps])
+        out = subprocess.run(
+            [sys.executable, '-c',
+             'import sys, cinder_tintri.simulator.cmd; '
+             'print(sorted(m for m in sys.modules if m.split(".")[0] in '
+             '("cinder", "oslo_config", "oslo_log", "requests", '
+             '"eventlet")))'],
+            capture_output=True, text=True, timeout=DEADLINE, check=True)
+        self.assertEqual('[]', out.stdout.strip())
+
     def _start(self, *args):
         env = dict(os.environ)
         env.pop('REQUESTS_CA_BUNDLE', None)
