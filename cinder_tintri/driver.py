@@ -43,6 +43,7 @@ from oslo_utils import units
 
 from cinder_tintri import client as tclient
 from cinder_tintri import images
+from cinder_tintri import manage
 from cinder_tintri import options
 
 LOG = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ SUPPORTED_API_FAMILY = 'v310'
 
 
 @interface.volumedriver
-class TintriDriver(images.TintriImageMixin, driver.ManageableVD,
-                   driver.CloneableImageVD, nfs.NfsDriver):
+class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
+                   driver.ManageableVD, driver.CloneableImageVD,
+                   nfs.NfsDriver):
     """Tintri VMstore NFS driver.
 
     Version history:
@@ -601,16 +603,3 @@ class TintriDriver(images.TintriImageMixin, driver.ManageableVD,
                        '%s (%.1f of %.1f GiB free)' % (
                            p['pool_name'], p['free_capacity_gb'],
                            p['total_capacity_gb']) for p in pools)})
-
-    # ------------------------------------------------------------------
-    # Not (yet) provided by this driver
-    # ------------------------------------------------------------------
-
-    def manage_existing(self, volume, existing_ref):
-        raise NotImplementedError()
-
-    def manage_existing_get_size(self, volume, existing_ref):
-        raise NotImplementedError()
-
-    def unmanage(self, volume):
-        raise NotImplementedError()
