@@ -25,6 +25,9 @@ import os
 import time
 import uuid
 
+from cinder import context
+from cinder import objects
+from cinder.volume import configuration
 from oslo_log import log as logging
 from oslo_utils import units
 import testtools.content
@@ -46,7 +49,10 @@ def fs_used(path):
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
-class BootStormTest(test_lifecycle.LifecycleTest):
+class _ImageTestBase(test_lifecycle.LifecycleTest):
+    """The lifecycle harness with a counting Glance; adds no tests."""
+
+    EXTRA_FLAGS = {}
 
     def _get_flags(self):
         # Imported here: importing cinder.image.glance before cinder's
@@ -59,6 +65,7 @@ class BootStormTest(test_lifecycle.LifecycleTest):
                          lambda ctx, href: (self.glance, href))
         self.mock_object(glance, 'get_default_image_service',
                          return_value=self.glance)
+        f.update(self.EXTRA_FLAGS)
         return f
 
     def setUp(self):
@@ -89,6 +96,9 @@ class BootStormTest(test_lifecycle.LifecycleTest):
 
     def test_full_lifecycle_leaves_nothing(self):
         self.skipTest('covered by test_lifecycle')
+
+
+class BootStormTest(_ImageTestBase):
 
     def test_twenty_volumes_one_download_nineteen_clones(self):
         sim = self.env.sim
@@ -177,3 +187,46 @@ class BootStormTest(test_lifecycle.LifecycleTest):
         self.assertEqual([], self.env.sim.inventory()['snapshots'])
         self.assertEqual([], [e for e in os.listdir(self.env.share_dir)
                               if e.startswith('.tintri-tmp')])
+
+
+class WithImageVolumeCacheTest(_ImageTestBase):
+    """Cinder's own image-volume cache enabled as well."""
+
+    INTERNAL_PROJECT = str(uuid.uuid4())
+    EXTRA_FLAGS = {
+        'image_volume_cache_enabled': {
+            'v': True, 'g': configuration.SHARED_CONF_GROUP},
+        'cinder_internal_tenant_project_id': {'v': INTERNAL_PROJECT},
+        'cinder_internal_tenant_user_id': {'v': str(uuid.uuid4())},
+    }
+
+    def test_array_cache_answers_and_sizes_are_right(self):
+        """The first request misses both caches.
+
+        Cinder downloads once, creates the volume at the image's size
+        (copy_image_to_volume fills the array cache), clones it into its
+        own cache entry and extends the volume back.  Later requests are
+        array clones from clone_image; Cinder's cache is not consulted.
+        """
+        drv = self.volume.manager.driver
+        self.addCleanup(drv._image_cache_stop)
+        self.assertIsNotNone(self.volume.manager.image_volume_cache)
+        meta = self._image()
+        sim = self.env.sim
+        sizes = (2, 1, 3)
+
+        vols = [self._volume(size=size, imageRef=meta['id'])
+                for size in sizes]
+
+        self.assertEqual(1, self.glance.downloads)
+        for vol, size in zip(vols, sizes):
+            self._check(vol, size)
+        cache_vols = objects.VolumeList.get_all_by_project(
+            context.get_admin_context(), self.INTERNAL_PROJECT, None, None)
+        self.assertEqual(1, len(cache_vols))
+        self.assertEqual(1, cache_vols[0].size)
+        descriptions = [s['description']
+                        for s in sim.inventory()['snapshots']]
+        self.assertEqual(1, descriptions.count('image-' + meta['id']))
+        # 1 image snapshot + the helper snapshot behind Cinder's entry
+        self.assertEqual(2, len(descriptions))
