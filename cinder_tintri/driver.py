@@ -315,13 +315,37 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def delete_volume(self, volume):
         """Delete the volume file; a missing file or share is success."""
         if not volume.provider_location:
-            LOG.warning('Volume %s has no provider_location; nothing to '
-                        'delete.', volume.id)
+            # A create that failed.  Array work whose response timed out
+            # may have landed after the failure: a clone in a temporary
+            # directory, a clone's helper snapshot.  Remove both.
+            LOG.info('Volume %s has no provider_location; removing what '
+                     'a failed create may have left.', volume.id)
+            self._remove_failed_create_leftovers(volume)
             return
         path = self.local_path(volume)
         self._delete(path)
-        # Temporaries of an operation on this volume that was interrupted.
-        mount = os.path.dirname(path)
+        self._remove_volume_temporaries(os.path.dirname(path), volume)
+
+    def _remove_failed_create_leftovers(self, volume):
+        pool = (volume_utils.extract_host(volume.host, level='pool')
+                if volume.host else None)
+        if pool in self._mounted_shares:
+            self._remove_volume_temporaries(
+                self._get_mount_point_for_share(pool), volume)
+        prefix = '%s-clone-' % volume.name
+        try:
+            helpers = [s for s in self._client.find_snapshots(contain=prefix)
+                       if (s.get('description') or '').startswith(prefix)]
+        except tclient.TintriError as e:
+            LOG.warning('Cannot look for helper snapshots of volume %(id)s: '
+                        '%(err)s', {'id': volume.id, 'err': e})
+            return
+        for snap in helpers:
+            self._delete_helper_snapshot(snap['uuid']['uuid'])
+
+    @staticmethod
+    def _remove_volume_temporaries(mount, volume):
+        """Temporaries of an operation on this volume that was cut short."""
         prefix = '%s%s-' % (TMP_PREFIX, volume.name)
         try:
             entries = os.listdir(mount)

@@ -31,7 +31,10 @@ What is a leak:
   create failed after the array took the snapshot).  A snapshot with the
   DELETE_ON_ZERO_CLONE_REFERENCES policy and clone references is owned by
   its clones (the array deletes it with the last of them; the clones
-  themselves are files, checked above).  Image-cache snapshots
+  themselves are files, checked above).  A clone's helper snapshot
+  (description ``<volume name>-clone-...``) of a volume Cinder still has
+  is owned by that volume: deleting a volume whose create failed removes
+  it.  Image-cache snapshots
   (description ``image-<id>``) and the cache's marker directory are owned
   by the array image cache unless ``image_cache=False``.
 
@@ -166,6 +169,7 @@ def find_leaks(sim, volumes=None, snapshots=None, context=None,
 
     provider_ids = {}
     names = set()
+    helper_prefixes = tuple('%s-clone-' % _volume_name(v) for v in volumes)
     for snap in snapshots:
         if _get(snap, 'provider_id'):
             provider_ids[_get(snap, 'provider_id')] = snap
@@ -176,6 +180,8 @@ def find_leaks(sim, volumes=None, snapshots=None, context=None,
         on_array.add(uuid)
         description = s.get('description') or ''
         if uuid in provider_ids or description in names:
+            continue
+        if helper_prefixes and description.startswith(helper_prefixes):
             continue
         if s.get('deletionPolicy') == ZERO_REFS and \
                 s.get('cloneReferenceCount'):

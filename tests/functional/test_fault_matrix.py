@@ -1,0 +1,317 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Fault matrix: every driver operation under every injected fault.
+
+Each cell runs one operation (snapshot, delete snapshot, volume from
+snapshot, clone, revert, ...) through the driver against the simulator
+with one fault injected on one REST endpoint the operation uses:
+
+``session_expiry``  every session dropped before the operation
+``busy_burst``      two 503 answers (retried)
+``busy_exhausted``  503 until the retry budget is spent
+``reset``           the connection closed before the array acted
+``lost_response``   the array acted, the response was lost
+``slow``            one response slower than the read timeout
+``stalled``         every response slower than the read timeout
+``crash``           cinder-volume dies right after the array call (for
+                    clones: between the array clone and the rename); a
+                    new driver (do_setup + check_for_setup_error) starts
+
+A cell passes when the operation either succeeded with the right result
+(data, size, array snapshot) or failed with a Cinder exception, with the
+Cinder object in the state the volume manager gives it; when, once the
+array finished any late work and one periodic stats update ran, the leak
+checker finds nothing; and when deleting every object afterwards leaves
+an empty array.  The outcome of every cell is recorded in ``RESULTS``
+(``TINTRI_MATRIX_REPORT=<file>`` writes them as JSON).
+"""
+
+import json
+import os
+import shutil
+import time
+from unittest import mock
+
+from cinder import exception
+from cinder.tests.unit import utils as test_utils
+from oslo_utils import units
+
+from cinder_tintri import driver as tdriver
+from tests import leak_check
+from tests.unit import driver_base
+
+MiB = units.Mi
+API = 'POST /api/v310/'
+SNAP = 'POST /api/v310/cinder/snapshot'
+CLONE = 'POST /api/v310/cinder/clone'
+DELETE = 'DELETE /api/v310/snapshot/{uuid}'
+PUT = 'PUT /api/v310/snapshot/{uuid}'
+
+READ_TIMEOUT = 1.0
+SLOW = READ_TIMEOUT + 0.6       # one response late, then found/resent
+STALL = 4.0                     # beyond the whole retry budget
+RETRY_DEADLINE = 3.0
+
+OK, FAIL, EITHER = 'succeeded', 'failed cleanly', 'either'
+FAULTS = {
+    # name: (expected outcome, injection)
+    'session_expiry': (OK, None),
+    'busy_burst': (OK, dict(count=2, mode='error', status=503)),
+    'busy_exhausted': (FAIL, dict(count=50, mode='error', status=503)),
+    'reset': (OK, dict(count=1, mode='drop')),
+    'lost_response': (OK, dict(count=1, mode='lose_response')),
+    'slow': (OK, dict(count=1, mode='delay', delay=SLOW)),
+    'stalled': (FAIL, dict(count=50, mode='delay', delay=STALL)),
+    'crash': (FAIL, None),
+}
+FAULT_ORDER = ('session_expiry', 'busy_burst', 'busy_exhausted', 'reset',
+               'lost_response', 'slow', 'stalled', 'crash')
+
+RESULTS = {}
+
+
+class _Crash(BaseException):
+    """cinder-volume died: nothing after this point runs (no finally)."""
+
+
+def _record(op, fault, endpoint, outcome, note=''):
+    RESULTS['%s|%s|%s' % (op, fault, endpoint)] = {
+        'op': op, 'fault': fault, 'endpoint': endpoint,
+        'outcome': outcome, 'note': note}
+    path = os.environ.get('TINTRI_MATRIX_REPORT')
+    if path:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            data = {}
+        data.update(RESULTS)
+        with open(path, 'w') as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+
+
+class FaultMatrixBase(driver_base.DriverTestCase):
+    """One test method per operation; each loops over faults/endpoints."""
+
+    def driver_flags(self, shares_file):
+        flags = super().driver_flags(shares_file)
+        flags.update(tintri_read_timeout=READ_TIMEOUT,
+                     tintri_api_retries=4,
+                     tintri_api_retry_deadline=RETRY_DEADLINE)
+        return flags
+
+    def make_driver(self, flags, setup=True):
+        drv = super().make_driver(flags, setup=setup)
+        self._fast_backoff(drv)
+        return drv
+
+    @staticmethod
+    def _fast_backoff(drv):
+        if drv._client is None:
+            drv._client = drv._make_client()
+        # Lookups after a timeout still span more than SLOW - READ_TIMEOUT.
+        drv._client.backoff_base = 0.2
+        drv._client.backoff_cap = 1.0
+
+    # -- Cinder-side helpers ------------------------------------------
+
+    def _snapshot_obj(self, vol, status='creating'):
+        return test_utils.create_snapshot(self.ctxt, vol.id,
+                                          volume_size=vol.size,
+                                          status=status)
+
+    def _restart(self):
+        """A new cinder-volume: new driver, set-up, manager clean-up."""
+        old = self.drv._client
+        old._session.close()        # a dead process does not log out
+        self.drv = self.make_driver(self.flags)
+        vols, snaps = leak_check.cinder_objects(self.ctxt)
+        for obj in vols + snaps:
+            if obj.status == 'creating':
+                obj.status = 'error'
+                obj.save()
+
+    def _quiesce(self, started, fault):
+        """Wait until late (delayed) array work has landed."""
+        inj = FAULTS[fault][1] or {}
+        if inj.get('mode') == 'delay':
+            # Each delayed request lands ``delay`` after it started; the
+            # first started with the operation, the last before it ended.
+            if inj['count'] == 1:
+                wait = started + inj['delay'] + 0.3 - time.monotonic()
+            else:
+                wait = inj['delay'] + 0.3
+            time.sleep(max(0.0, wait))
+        self.sim.clear_faults()
+
+    def _delete_everything(self):
+        vols, snaps = leak_check.cinder_objects(self.ctxt)
+        for snap in snaps:
+            self.drv.delete_snapshot(snap)
+            snap.destroy()
+        for vol in vols:
+            self.drv.delete_volume(vol)
+            vol.destroy()
+        inv = self.sim.inventory()
+        self.assertEqual([], inv['snapshots'], 'array snapshots left')
+        self.assertEqual(['cinder/'], inv['files'], 'files left')
+
+    def _hard_reset(self):
+        """After a broken cell: start the next one from nothing."""
+        self.sim.clear_faults()
+        vols, snaps = leak_check.cinder_objects(self.ctxt)
+        for obj in snaps + vols:
+            obj.destroy()
+        share_dir = os.path.join(self.sim.datastore, 'cinder')
+        for entry in os.listdir(share_dir):
+            path = os.path.join(share_dir, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        for snap in self.sim.inventory()['snapshots']:
+            try:
+                self.drv._client.delete_snapshot(snap['uuid']['uuid'])
+            except Exception:
+                pass
+
+    def _crash_after(self, method):
+        client = self.drv._client
+        real = getattr(client, method)
+
+        def die(*args, **kwargs):
+            real(*args, **kwargs)
+            raise _Crash()
+        return [mock.patch.object(client, method, side_effect=die),
+                # the finally: clause of a dead process never runs
+                mock.patch.object(tdriver, 'shutil', mock.Mock())]
+
+    # -- the cell runner ----------------------------------------------
+
+    def run_cells(self, op, endpoints, prepare):
+        """``prepare()`` -> (run, check_ok, on_failure)."""
+        problems = []
+        for fault in FAULT_ORDER:
+            for endpoint in endpoints:
+                try:
+                    outcome, note = self._cell(op, fault, endpoint, prepare)
+                except Exception as e:
+                    outcome, note = 'BROKEN', '%s: %s' % (
+                        type(e).__name__, e)
+                if outcome not in (OK, FAIL):
+                    self._hard_reset()
+                _record(op, fault, endpoint, outcome, note)
+                want = FAULTS[fault][0]
+                if outcome not in (OK, FAIL) or (
+                        want != EITHER and outcome != want):
+                    problems.append('%s/%s/%s: expected %s, got %s %s'
+                                    % (op, fault, endpoint, want, outcome,
+                                       note))
+        if problems:
+            self.fail('\n'.join(problems))
+
+    def _cell(self, op, fault, endpoint, prepare):
+        run, check_ok, on_failure = prepare()
+        expected, inj = FAULTS[fault]
+        patches = []
+        logins = self.sim.inventory()['logins']
+        if fault == 'session_expiry':
+            self.sim.expire_sessions()
+        elif fault == 'crash':
+            method = {SNAP: 'create_snapshot', CLONE: 'clone_volume',
+                      DELETE: 'delete_snapshot',
+                      PUT: 'set_snapshot_deletion_policy'}[endpoint]
+            patches = self._crash_after(method)
+        else:
+            self.sim.inject_fault(endpoint, **inj)
+        started = time.monotonic()
+        error = None
+        for p in patches:
+            p.start()
+        try:
+            run()
+        except _Crash:
+            error = 'crash'
+        except exception.CinderException as e:
+            error = e
+        finally:
+            for p in reversed(patches):
+                p.stop()
+        elapsed = time.monotonic() - started
+        self._quiesce(started, fault)
+        note = '%.1fs' % elapsed
+        if error == 'crash':
+            self._restart()
+            on_failure(crashed=True)
+            outcome = FAIL
+            note += ', restart tidied up'
+        elif error is not None:
+            on_failure(crashed=False)
+            outcome = FAIL
+            note += ', %s' % type(error).__name__
+        else:
+            check_ok()
+            outcome = OK
+        if fault == 'session_expiry' and outcome == OK:
+            self.assertEqual(logins + 1, self.sim.inventory()['logins'])
+        # The periodic task of a running service, then the leak check.
+        before = leak_check.find_leaks(self.sim)
+        self.drv.get_volume_stats(refresh=True)
+        report = leak_check.find_leaks(self.sim)
+        if report:
+            return 'LEAK', '%s; %s' % (note, report)
+        if before:
+            note += ', swept by the stats task: %s' % before
+        self._delete_everything()
+        return outcome, note
+
+
+class LateArrayWorkTest(FaultMatrixBase):
+    """Array work whose response timed out lands after the driver gave up."""
+
+    def _failed_volume(self):
+        return test_utils.create_volume(
+            self.ctxt, host='%s#%s' % (driver_base.HOST, self.share),
+            size=1, status='error')
+
+    def test_delete_failed_clone_removes_late_helper_snapshot(self):
+        src = self.new_volume()
+        vol = self._failed_volume()
+        self.sim.inject_fault(SNAP, count=50, mode='delay', delay=STALL)
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          self.drv.create_cloned_volume, vol, src)
+        self._quiesce(time.monotonic(), 'stalled')
+        helpers = [s for s in self.sim.inventory()['snapshots']
+                   if s['description'].startswith(vol.name + '-clone-')]
+        self.assertEqual(1, len(helpers), 'the late helper landed')
+        self.drv.delete_volume(vol)
+        vol.destroy()
+        leak_check.assert_no_leaks(self, self.sim)
+        self.assertEqual([], self.sim.inventory()['snapshots'])
+
+    def test_delete_failed_create_removes_late_clone(self):
+        src = self.new_volume()
+        snap = self._snapshot_obj(src)
+        snap.update(self.drv.create_snapshot(snap))
+        snap.save()
+        vol = self._failed_volume()
+        self.sim.inject_fault(CLONE, count=50, mode='delay', delay=STALL)
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          self.drv.create_volume_from_snapshot, vol, snap)
+        self._quiesce(time.monotonic(), 'stalled')
+        late = [e for e in self.share_entries()
+                if e.startswith(tdriver.TMP_PREFIX + vol.name)]
+        self.assertEqual(1, len(late), 'the late clone landed')
+        self.drv.delete_volume(vol)
+        vol.destroy()
+        self.assertEqual([src.name], self.share_entries())
+        leak_check.assert_no_leaks(self, self.sim)
