@@ -41,8 +41,8 @@ from cinder import context as cinder_context
 from cinder import coordination
 from cinder import exception
 from cinder.i18n import _
-from cinder.image import image_utils
 from cinder import objects
+from cinder.privsep import format_inspector
 from cinder.volume import volume_utils
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -344,10 +344,9 @@ class TintriManageMixin(object):
         return Located(share, mount, path, rel, st)
 
     def _manage_check_format(self, loc, existing_ref):
-        fmt = self._manage_image_format(loc.path)
-        if fmt is None:
-            raise _invalid(existing_ref,
-                           _('%s cannot be read as a disk image.') % loc.rel)
+        fmt, problem = self._manage_image_format(loc.path)
+        if problem:
+            raise _invalid(existing_ref, '%s: %s' % (loc.rel, problem))
         if fmt not in SERVED_FORMATS:
             raise _invalid(existing_ref,
                            _('%(name)s is a %(fmt)s image; this backend '
@@ -355,18 +354,27 @@ class TintriManageMixin(object):
                              '(qemu-img convert -O raw).')
                            % {'name': loc.rel, 'fmt': fmt})
 
-    def _manage_image_format(self, path):
-        """The image format qemu-img sees, or None when it cannot tell."""
+    @staticmethod
+    def _manage_image_format(path):
+        """(format, None), or (None, why it is not a usable image).
+
+        Cinder's image format inspector (the check qemu_img_info runs
+        before qemu-img, through privsep) reads only the headers, so the
+        listing stays fast on shares with many files.  Any bytes are a
+        valid raw image; a file whose header is that of another format is
+        taken for that format and refused.
+        """
         try:
-            info = image_utils.qemu_img_info(
-                path, run_as_root=self._execute_as_root, force_share=True)
+            fmt = format_inspector.get_format_if_safe(
+                path=path, allow_qcow2_backing_file=False)
         except Exception as e:
-            LOG.info('qemu-img cannot read %(path)s: %(err)s',
+            LOG.info('Cannot inspect %(path)s: %(err)s',
                      {'path': path, 'err': e})
-            return None
-        if info.backing_file:
-            return '%s (with a backing file)' % info.file_format
-        return info.file_format
+            return None, _('cannot be read as a disk image.')
+        if fmt is None:
+            return None, _('fails the disk image safety check (for example '
+                           'a backing file or external data file).')
+        return fmt, None
 
     @staticmethod
     def _manage_volume_id_from_name(name):
@@ -565,10 +573,9 @@ class TintriManageMixin(object):
                          reason_not_safe=_('In use by Cinder volume %s.')
                          % owner)
             return entry, False
-        fmt = self._manage_image_format(path)
-        if fmt is None:
-            entry['reason_not_safe'] = _('Not a volume image: qemu-img '
-                                         'cannot read it.')
+        fmt, problem = self._manage_image_format(path)
+        if problem:
+            entry['reason_not_safe'] = _('Not a volume image: it %s') % problem
         elif fmt not in SERVED_FORMATS:
             entry['reason_not_safe'] = _('%s image; this backend serves '
                                          'raw volumes only.') % fmt

@@ -205,6 +205,10 @@ class BadReferenceTestCase(ManageBase):
         qcow2 = os.path.join(self.share_dir, 'disk.qcow2')
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', qcow2,
                         '1G'], check=True, timeout=60)
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F',
+                        'raw', '-b', os.path.join(self.share_dir, 'good.img'),
+                        os.path.join(self.share_dir, 'overlay.qcow2')],
+                       check=True, timeout=60)
         in_use = self.new_volume(size=1)
         share = self.share
         cases = [
@@ -250,6 +254,8 @@ class BadReferenceTestCase(ManageBase):
             ({'source-name': 'hard.img'}, 'hard links'),
             ({'source-name': 'empty'}, 'is empty'),
             ({'source-name': 'disk.qcow2'}, 'is a qcow2 image'),
+            ({'source-name': 'overlay.qcow2'},
+             'fails the disk image safety check'),
         ]
         for ref, expect in cases:
             self._refused(ref, expect)
@@ -401,6 +407,19 @@ class ManageableVolumesTestCase(ManageBase):
             if e['safe_to_manage']:
                 self.drv.manage_existing_get_size(self.managing_volume(),
                                                   e['reference'])
+
+    def test_unreadable_file(self):
+        self.put('a.img')
+        self.patch('cinder.privsep.format_inspector.get_format_if_safe',
+                   side_effect=OSError(13, 'Permission denied'))
+        [entry] = self._list()
+        self.assertFalse(entry['safe_to_manage'])
+        self.assertEqual('Not a volume image: it cannot be read as a disk '
+                         'image.', entry['reason_not_safe'])
+        err = self.assertRaises(INVALID, self.drv.manage_existing_get_size,
+                                self.managing_volume(),
+                                {'source-name': 'a.img'})
+        self.assertIn('a.img: cannot be read as a disk image', str(err))
 
     def test_pagination(self):
         for i, size in enumerate((3, 1, 2, 5, 4)):
