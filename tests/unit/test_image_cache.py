@@ -33,6 +33,7 @@ class CleanerTestCase(driver_base.DriverTestCase):
 
     def setUp(self):
         super().setUp()
+        self.addCleanup(self.drv._image_cache_stop)
         self.client = self.drv._client
         self.now_ms = int(time.time() * 1000)
         self.used = {}

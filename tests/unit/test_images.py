@@ -104,6 +104,7 @@ class ImageTestCase(driver_base.DriverTestCase):
 
     def setUp(self):
         super().setUp()
+        self.addCleanup(self.drv._image_cache_stop)
         self.glance = ImageService()
         self.files = ImageFiles(self.tmp)
 
@@ -434,6 +435,22 @@ class ConcurrencyTest(ImageTestCase):
         for vol in vols:
             self.assertImageIn(vol, 1)
         self.assertNoTemporaries()
+
+    def test_two_hosts_make_one_snapshot(self):
+        """Two drivers (as two cinder-volume hosts) sharing the locks."""
+        other = self.make_driver(self.flags)
+        self.addCleanup(other._image_cache_stop)
+        meta = self.glance.add(self.files.qcow2, 'qcow2')
+        vols = [self.new_volume(size=1) for _ in range(self.N)]
+        drivers = [self.drv, other] * (self.N // 2)
+        self._run_all([
+            lambda v=v, d=d: d.copy_image_to_volume(
+                self.ctxt, v, self.glance, meta['id'])
+            for v, d in zip(vols, drivers)])
+        self.assertEqual(1, len(self.image_snapshots(meta['id'])))
+        self.assertEqual(1, self.glance.downloads)
+        for vol in vols:
+            self.assertImageIn(vol, 1)
 
     def test_concurrent_direct_clones_make_one_snapshot(self):
         self.override_config('tintri_image_shares_config', None,
