@@ -21,8 +21,11 @@ This module holds Cinder semantics only; everything HTTP lives in
 """
 
 import errno
+import hashlib
 import os
+import re
 import shutil
+import time
 import uuid
 
 from cinder.common import constants
@@ -55,6 +58,15 @@ CONF.register_opts(options.tintri_opts, group=configuration.SHARED_CONF_GROUP)
 EXPORT_ROOT = '/tintri'
 # Prefix of the temporary clone directories the driver creates on a share.
 TMP_PREFIX = '.tintri-tmp-'
+# ... followed by '<target>-<hex>-h<tag>', the tag naming the service
+# (host@backend) that made it; several services share the shares in an
+# active-active cluster.
+TMP_TAG_RE = re.compile(r'-h([0-9a-f]{8})$')
+# Another service's temporary is abandoned once idle this long (seconds).
+FOREIGN_TMP_IDLE = 3600
+# A temporary name handed out stays safe from the sweep this long, unless
+# released when its operation ends (seconds).
+TMP_CLAIM_TTL = 24 * 3600
 DELETE_ON_ZERO_CLONES = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 SUPPORTED_API_FAMILY = 'v310'
 
@@ -97,6 +109,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             self.configuration.append_config_values(options.tintri_opts)
         self.vendor_name = self.VENDOR
         self._client = None
+        # Temporary directory names in use by running operations.
+        self._tmp_claims = {}
         self._thin_provisioning_support = True
         self._thick_provisioning_support = False
 
@@ -213,8 +227,24 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         as root.
         """
 
-    def _remove_stale_temporaries(self):
-        """Remove temporary clone directories a crash left behind."""
+    def _remove_stale_temporaries(self, startup=True):
+        """Remove temporary directories that no operation uses any more.
+
+        This service's own temporaries that no running operation claims
+        go at once: a crash left them, or array work whose response timed
+        out (a clone the driver resent or gave up on) landed after the
+        operation ended.  Untagged ones (older driver versions) go at
+        start-up.  Those of other services of an active-active cluster go
+        only once nothing in them changed for FOREIGN_TMP_IDLE seconds:
+        they may belong to a running operation.
+
+        Runs at start-up and with every stats update.
+        """
+        now = time.monotonic()
+        for name, claimed in list(self._tmp_claims.items()):
+            if now - claimed > TMP_CLAIM_TTL:
+                self._tmp_claims.pop(name, None)
+        own = self._tmp_tag()
         for share in self._mounted_shares:
             mount = self._get_mount_point_for_share(share)
             try:
@@ -222,11 +252,26 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             except OSError:
                 continue
             for entry in entries:
-                if entry.startswith(TMP_PREFIX):
+                if not entry.startswith(TMP_PREFIX) or \
+                        entry in self._tmp_claims:
+                    continue
+                path = os.path.join(mount, entry)
+                match = TMP_TAG_RE.search(entry)
+                if match is None:
+                    stale = startup
+                elif match.group(1) == own:
+                    stale = True
+                else:
+                    stale = _idle_seconds(path) > FOREIGN_TMP_IDLE
+                if stale:
                     LOG.info('Removing stale temporary clone %s on %s.',
                              entry, share)
-                    shutil.rmtree(os.path.join(mount, entry),
-                                  ignore_errors=True)
+                    shutil.rmtree(path, ignore_errors=True)
+
+    def _tmp_tag(self):
+        host = self.host or ''
+        return hashlib.md5(host.encode('utf-8'),
+                           usedforsecurity=False).hexdigest()[:8]
 
     # ------------------------------------------------------------------
     # Helpers
@@ -272,11 +317,15 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             os.rename(cloned, target)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+            self._tmp_claims.pop(tmp_name, None)
         return target
 
-    @staticmethod
-    def _tmp_dir_name_for(target_name):
-        return '%s%s-%s' % (TMP_PREFIX, target_name, uuid.uuid4().hex[:12])
+    def _tmp_dir_name_for(self, target_name):
+        """A new temporary name, claimed: the sweep leaves it alone."""
+        name = '%s%s-%s-h%s' % (TMP_PREFIX, target_name,
+                                uuid.uuid4().hex[:12], self._tmp_tag())
+        self._tmp_claims[name] = time.monotonic()
+        return name
 
     def _resize_to(self, path, size_gb):
         """Grow a raw file to ``size_gb`` GiB if it is smaller."""
@@ -581,6 +630,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def _update_volume_stats(self):
         conf = self.configuration
         self._ensure_shares_mounted()
+        try:
+            self._remove_stale_temporaries(startup=False)
+        except Exception:
+            LOG.warning('Removing stale temporaries failed.', exc_info=True)
         ds = self._datastore_stats()
         backend_name = (conf.safe_get('volume_backend_name')
                         or self.volume_backend_name)
@@ -627,3 +680,19 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                        '%s (%.1f of %.1f GiB free)' % (
                            p['pool_name'], p['free_capacity_gb'],
                            p['total_capacity_gb']) for p in pools)})
+
+
+def _idle_seconds(path):
+    """Seconds since anything in the directory ``path`` last changed."""
+    newest = 0.0
+    try:
+        newest = os.lstat(path).st_mtime
+        for entry in os.listdir(path):
+            try:
+                newest = max(newest,
+                             os.lstat(os.path.join(path, entry)).st_mtime)
+            except OSError:
+                pass
+    except OSError:
+        return 0.0
+    return time.time() - newest

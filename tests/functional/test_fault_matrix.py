@@ -35,6 +35,7 @@ an empty array.  The outcome of every cell is recorded in ``RESULTS``
 (``TINTRI_MATRIX_REPORT=<file>`` writes them as JSON).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -275,6 +276,166 @@ class FaultMatrixBase(driver_base.DriverTestCase):
         return outcome, note
 
 
+class DriverFaultMatrixTest(FaultMatrixBase):
+
+    def test_create_snapshot(self):
+        def prepare():
+            vol = self.new_volume()
+            self.write(vol, b'S' * MiB)
+            snap = self._snapshot_obj(vol)
+
+            def run():
+                snap.update(self.drv.create_snapshot(snap))
+                snap.status = 'available'
+                snap.save()
+
+            def check_ok():
+                self.assertIn(snap.provider_id, self.snapshot_uuids())
+
+            def on_failure(crashed):
+                snap.refresh()
+                if snap.status == 'creating':
+                    snap.status = 'error'
+                    snap.save()
+                self.assertEqual('error', snap.status)
+                self.assertIsNone(snap.provider_id)
+            return run, check_ok, on_failure
+        self.run_cells('create snapshot', [SNAP], prepare)
+
+    def test_delete_snapshot(self):
+        def prepare():
+            vol = self.new_volume()
+            snap = self._snapshot_obj(vol)
+            snap.update(self.drv.create_snapshot(snap))
+            snap.status = 'deleting'
+            snap.save()
+
+            def run():
+                self.drv.delete_snapshot(snap)
+                snap.destroy()
+
+            def check_ok():
+                self.assertNotIn(snap.provider_id, self.snapshot_uuids())
+
+            def on_failure(crashed):
+                # error_deleting; the operator deletes again.
+                snap.status = 'error_deleting'
+                snap.save()
+            return run, check_ok, on_failure
+        self.run_cells('delete snapshot', [DELETE], prepare)
+
+    def test_delete_snapshot_with_clones(self):
+        def prepare():
+            vol = self.new_volume()
+            snap = self._snapshot_obj(vol)
+            snap.update(self.drv.create_snapshot(snap))
+            snap.status = 'deleting'
+            snap.save()
+            child = self.create_volume()
+            child.update(self.drv.create_volume_from_snapshot(child, snap))
+            child.save()
+
+            def run():
+                self.drv.delete_snapshot(snap)
+                snap.destroy()
+
+            def check_ok():
+                snaps = {s['uuid']['uuid']: s
+                         for s in self.sim.inventory()['snapshots']}
+                self.assertEqual(tdriver.DELETE_ON_ZERO_CLONES,
+                                 snaps[snap.provider_id]['deletionPolicy'])
+
+            def on_failure(crashed):
+                snap.status = 'error_deleting'
+                snap.save()
+            return run, check_ok, on_failure
+        self.run_cells('delete snapshot with clones', [PUT], prepare)
+
+    def _new_volume_cell(self, make):
+        """Cells for operations creating a volume: returns prepare()."""
+        def prepare():
+            src = self.new_volume()
+            self.write(src, b'A' * MiB)
+            vol = test_utils.create_volume(
+                self.ctxt, host='%s#%s' % (driver_base.HOST, self.share),
+                size=2, status='creating')
+            run_op, data = make(src, vol)
+            src_data = self.read(src, MiB)
+
+            def run():
+                vol.update(run_op())
+                vol.status = 'available'
+                vol.save()
+
+            def check_ok():
+                self.assertEqual(self.share, vol.provider_location)
+                self.assertEqual(data, self.read(vol, MiB))
+                self.assertSizeGiB(vol, 2)
+                self.assertEqual(src_data, self.read(src, MiB))
+
+            def on_failure(crashed):
+                vol.refresh()
+                if vol.status == 'creating':
+                    vol.status = 'error'
+                    vol.save()
+                self.assertEqual('error', vol.status)
+                self.assertIsNone(vol.provider_location)
+                self.assertEqual(src_data, self.read(src, MiB))
+            return run, check_ok, on_failure
+        return prepare
+
+    def test_create_volume_from_snapshot(self):
+        def make(src, vol):
+            snap = self._snapshot_obj(src)
+            snap.update(self.drv.create_snapshot(snap))
+            snap.status = 'available'
+            snap.save()
+            self.write(src, b'B' * MiB)
+            return (lambda: self.drv.create_volume_from_snapshot(vol, snap),
+                    b'A' * MiB)
+        self.run_cells('volume from snapshot', [CLONE],
+                       self._new_volume_cell(make))
+
+    def test_create_cloned_volume(self):
+        def make(src, vol):
+            return (lambda: self.drv.create_cloned_volume(vol, src),
+                    b'A' * MiB)
+        self.run_cells('clone', [SNAP, CLONE], self._new_volume_cell(make))
+
+    def test_revert_to_snapshot(self):
+        def prepare():
+            vol = self.new_volume()
+            self.write(vol, b'A' * MiB)
+            snap = self._snapshot_obj(vol)
+            snap.update(self.drv.create_snapshot(snap))
+            snap.status = 'restoring'
+            snap.save()
+            self.write(vol, b'B' * MiB)
+            vol.status = 'reverting'
+            vol.save()
+
+            def run():
+                self.drv.revert_to_snapshot(self.ctxt, vol, snap)
+                vol.status = 'available'
+                vol.save()
+
+            def check_ok():
+                self.assertEqual(b'A' * MiB, self.read(vol, MiB))
+                self.assertSizeGiB(vol, 1)
+
+            def on_failure(crashed):
+                # The manager: volume error, snapshot available.  The
+                # volume holds either the old or the reverted data.
+                vol.status = 'error'
+                vol.save()
+                snap.status = 'available'
+                snap.save()
+                self.assertIn(self.read(vol, MiB), (b'A' * MiB, b'B' * MiB))
+                self.assertSizeGiB(vol, 1)
+            return run, check_ok, on_failure
+        self.run_cells('revert', [CLONE], prepare)
+
+
 class LateArrayWorkTest(FaultMatrixBase):
     """Array work whose response timed out lands after the driver gave up."""
 
@@ -315,3 +476,51 @@ class LateArrayWorkTest(FaultMatrixBase):
         vol.destroy()
         self.assertEqual([src.name], self.share_entries())
         leak_check.assert_no_leaks(self, self.sim)
+
+    def test_late_clone_after_resend_swept_by_stats(self):
+        # The clone's response is late; the driver resends, succeeds and
+        # finishes; then the first request lands into the temporary name.
+        src = self.new_volume()
+        snap = self._snapshot_obj(src)
+        snap.update(self.drv.create_snapshot(snap))
+        snap.save()
+        vol = self.create_volume()
+        started = time.monotonic()
+        self.sim.inject_fault(CLONE, count=1, mode='delay', delay=SLOW)
+        vol.update(self.drv.create_volume_from_snapshot(vol, snap))
+        vol.save()
+        self._quiesce(started, 'slow')
+        late = [e for e in self.share_entries()
+                if e.startswith(tdriver.TMP_PREFIX)]
+        self.assertEqual(1, len(late), 'the late clone landed')
+        self.drv.get_volume_stats(refresh=True)
+        self.assertEqual(sorted([src.name, vol.name]), self.share_entries())
+        leak_check.assert_no_leaks(self, self.sim)
+
+    def test_sweep_spares_running_and_other_services(self):
+        mount = os.path.join(self.sim.datastore, 'cinder')
+        claimed = self.drv._tmp_dir_name_for('volume-a')
+        other_tag = '-h' + hashlib.md5(b'other-host@tintri').hexdigest()[:8]
+        foreign = tdriver.TMP_PREFIX + 'volume-b-0123456789ab' + other_tag
+        legacy = tdriver.TMP_PREFIX + 'volume-c-0123456789ab'
+        for name in (claimed, foreign, legacy):
+            os.makedirs(os.path.join(mount, name))
+            open(os.path.join(mount, name, 'data'), 'w').close()
+        self.drv.get_volume_stats(refresh=True)
+        self.assertEqual(sorted([claimed, foreign, legacy]),
+                         self.share_entries())
+        # The operation ends: its name is released and swept.
+        self.drv._tmp_claims.pop(claimed)
+        self.drv.get_volume_stats(refresh=True)
+        self.assertEqual(sorted([foreign, legacy]), self.share_entries())
+        # A restart removes untagged (older driver) temporaries but not a
+        # fresh one of another service of the cluster.
+        self.drv = self.make_driver(self.flags)
+        self.assertEqual([foreign], self.share_entries())
+        # Once idle for FOREIGN_TMP_IDLE, it is abandoned.
+        old = time.time() - tdriver.FOREIGN_TMP_IDLE - 60
+        for path in (os.path.join(mount, foreign, 'data'),
+                     os.path.join(mount, foreign)):
+            os.utime(path, (old, old))
+        self.drv.get_volume_stats(refresh=True)
+        self.assertEqual([], self.share_entries())
