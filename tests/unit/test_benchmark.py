@@ -1,0 +1,64 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Smoke test of tools/benchmark.py at its tiniest scale (``--quick``).
+
+One repetition of one small workload per driver, 10 snapshots on the
+array, no latency, no boot storm: the command must finish and write a
+report with its ratio table.  No timing is asserted (shared machines).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import fixtures
+import testtools
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BENCH = os.path.join(TOP, 'tools', 'benchmark.py')
+TIMEOUT = 240
+
+
+class BenchmarkSmokeTest(testtools.TestCase):
+
+    def test_quick_run_writes_report(self):
+        out = self.useFixture(fixtures.TempDir()).path
+        env = dict(os.environ, PYTHONWARNINGS='ignore')
+        proc = subprocess.run(
+            [sys.executable, BENCH, '--quick', '--out', out],
+            cwd=TOP, capture_output=True, text=True, timeout=TIMEOUT,
+            env=env, start_new_session=True)
+        log = os.path.join(out, 'cells.log')
+        detail = proc.stdout + proc.stderr
+        if os.path.exists(log):
+            with open(log) as f:
+                detail += f.read()[-4000:]
+        self.assertEqual(0, proc.returncode, detail)
+
+        with open(os.path.join(out, 'report.md')) as f:
+            report = f.read()
+        self.assertIn('### Targets', report)
+        # the per-cell table with the pairwise ratio columns
+        self.assertIn('ours/in-tree VMstore', report)
+        self.assertIn('ours/generic NFS', report)
+        self.assertIn('| create snapshot |', report)
+        self.assertTrue(os.path.exists(os.path.join(out, 'report.rst')))
+
+        with open(os.path.join(out, 'results.jsonl')) as f:
+            ops = [r for r in map(json.loads, f) if r['type'] == 'op']
+        self.assertEqual({'ours', 'intree', 'generic'},
+                         {r['driver'] for r in ops})
+        ours = [r for r in ops if r['driver'] == 'ours']
+        self.assertEqual(['ok'], [r['status'] for r in ours])
+        self.assertEqual(1, ours[0]['requests'])
