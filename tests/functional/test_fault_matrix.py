@@ -41,6 +41,7 @@ import os
 import shutil
 import time
 from unittest import mock
+import uuid as uuid_mod
 
 from cinder import exception
 from cinder.tests.unit import utils as test_utils
@@ -56,6 +57,9 @@ SNAP = 'POST /api/v310/cinder/snapshot'
 CLONE = 'POST /api/v310/cinder/clone'
 DELETE = 'DELETE /api/v310/snapshot/{uuid}'
 PUT = 'PUT /api/v310/snapshot/{uuid}'
+GET = 'GET /api/v310/snapshot/{uuid}'
+LIST = 'GET /api/v310/snapshot'
+ANY = '*'
 
 READ_TIMEOUT = 1.0
 SLOW = READ_TIMEOUT + 0.6       # one response late, then found/resent
@@ -100,8 +104,15 @@ def _record(op, fault, endpoint, outcome, note=''):
             json.dump(data, f, indent=1, sort_keys=True)
 
 
+class _Declined(exception.CinderException):
+    message = 'clone_image declined: Cinder downloads the image instead'
+
+
 class FaultMatrixBase(driver_base.DriverTestCase):
     """One test method per operation; each loops over faults/endpoints."""
+
+    # Datastore paths the leak checker ignores (images on a Glance share).
+    LEAK_IGNORE = ()
 
     def driver_flags(self, shares_file):
         flags = super().driver_flags(shares_file)
@@ -113,6 +124,8 @@ class FaultMatrixBase(driver_base.DriverTestCase):
     def make_driver(self, flags, setup=True):
         drv = super().make_driver(flags, setup=setup)
         self._fast_backoff(drv)
+        if setup:
+            self.addCleanup(drv._image_cache_stop)
         return drv
 
     @staticmethod
@@ -162,9 +175,13 @@ class FaultMatrixBase(driver_base.DriverTestCase):
         for vol in vols:
             self.drv.delete_volume(vol)
             vol.destroy()
-        inv = self.sim.inventory()
-        self.assertEqual([], inv['snapshots'], 'array snapshots left')
-        self.assertEqual(['cinder/'], inv['files'], 'files left')
+        report = leak_check.find_leaks(self.sim, volumes=[], snapshots=[],
+                                       ignore=self.LEAK_IGNORE)
+        self.assertFalse(bool(report), 'left after deleting all: %s'
+                         % report)
+        # Only image-cache entries outlive the volumes.
+        self.assertEqual([], [s for s in report.inventory['snapshots']
+                              if not s['description'].startswith('image-')])
 
     def _hard_reset(self):
         """After a broken cell: start the next one from nothing."""
@@ -185,23 +202,30 @@ class FaultMatrixBase(driver_base.DriverTestCase):
             except Exception:
                 pass
 
-    def _crash_after(self, method):
-        client = self.drv._client
-        real = getattr(client, method)
+    def _crash_patches(self, endpoint):
+        method = {SNAP: 'create_snapshot', CLONE: 'clone_volume',
+                  DELETE: 'delete_snapshot', GET: 'get_snapshot',
+                  PUT: 'set_snapshot_deletion_policy'}[endpoint]
+        return self._crash_after(self.drv._client, method)
+
+    @staticmethod
+    def _crash_after(obj, method):
+        real = getattr(obj, method)
 
         def die(*args, **kwargs):
             real(*args, **kwargs)
             raise _Crash()
-        return [mock.patch.object(client, method, side_effect=die),
+        return [mock.patch.object(obj, method, side_effect=die),
                 # the finally: clause of a dead process never runs
                 mock.patch.object(tdriver, 'shutil', mock.Mock())]
 
     # -- the cell runner ----------------------------------------------
 
-    def run_cells(self, op, endpoints, prepare):
+    def run_cells(self, op, endpoints, prepare, faults=FAULT_ORDER,
+                  expect=None):
         """``prepare()`` -> (run, check_ok, on_failure)."""
         problems = []
-        for fault in FAULT_ORDER:
+        for fault in faults:
             for endpoint in endpoints:
                 try:
                     outcome, note = self._cell(op, fault, endpoint, prepare)
@@ -211,7 +235,7 @@ class FaultMatrixBase(driver_base.DriverTestCase):
                 if outcome not in (OK, FAIL):
                     self._hard_reset()
                 _record(op, fault, endpoint, outcome, note)
-                want = FAULTS[fault][0]
+                want = expect or FAULTS[fault][0]
                 if outcome not in (OK, FAIL) or (
                         want != EITHER and outcome != want):
                     problems.append('%s/%s/%s: expected %s, got %s %s'
@@ -228,13 +252,11 @@ class FaultMatrixBase(driver_base.DriverTestCase):
         if fault == 'session_expiry':
             self.sim.expire_sessions()
         elif fault == 'crash':
-            method = {SNAP: 'create_snapshot', CLONE: 'clone_volume',
-                      DELETE: 'delete_snapshot',
-                      PUT: 'set_snapshot_deletion_policy'}[endpoint]
-            patches = self._crash_after(method)
+            patches = self._crash_patches(endpoint)
         else:
             self.sim.inject_fault(endpoint, **inj)
         started = time.monotonic()
+        requests_before = self.sim.total_requests()
         error = None
         for p in patches:
             p.start()
@@ -262,12 +284,13 @@ class FaultMatrixBase(driver_base.DriverTestCase):
         else:
             check_ok()
             outcome = OK
-        if fault == 'session_expiry' and outcome == OK:
+        if fault == 'session_expiry' and outcome == OK and \
+                self.sim.total_requests() > requests_before:
             self.assertEqual(logins + 1, self.sim.inventory()['logins'])
         # The periodic task of a running service, then the leak check.
-        before = leak_check.find_leaks(self.sim)
+        before = leak_check.find_leaks(self.sim, ignore=self.LEAK_IGNORE)
         self.drv.get_volume_stats(refresh=True)
-        report = leak_check.find_leaks(self.sim)
+        report = leak_check.find_leaks(self.sim, ignore=self.LEAK_IGNORE)
         if report:
             return 'LEAK', '%s; %s' % (note, report)
         if before:
@@ -434,6 +457,152 @@ class DriverFaultMatrixTest(FaultMatrixBase):
                 self.assertSizeGiB(vol, 1)
             return run, check_ok, on_failure
         self.run_cells('revert', [CLONE], prepare)
+
+    def test_manage_snapshot(self):
+        def prepare():
+            vol = self.new_volume()
+            snap = self._snapshot_obj(vol, status='creating')
+            # An array snapshot Cinder forgot (unmanaged), by its name.
+            uuid = self.drv._client.create_snapshot(
+                self.drv._export_path(self.share), vol.name, vol.id,
+                snap.name)
+
+            def run():
+                snap.update(self.drv.manage_existing_snapshot(
+                    snap, {'source-id': uuid}))
+                snap.status = 'available'
+                snap.save()
+
+            def check_ok():
+                self.assertEqual(uuid, snap.provider_id)
+
+            def on_failure(crashed):
+                snap.status = 'error'
+                snap.save()
+                self.assertIsNone(snap.provider_id)
+            return run, check_ok, on_failure
+        self.run_cells('manage snapshot', [GET], prepare)
+
+    def test_manage_volume(self):
+        # Managing a file is a rename on the share: no REST call, so no
+        # REST fault reaches it (checked: no request at all is made).
+        def prepare():
+            path = os.path.join(self.sim.datastore, 'cinder', 'imported')
+            with open(path, 'wb') as f:
+                f.write(b'M' * MiB)
+                f.truncate(units.Gi)
+            vol = test_utils.create_volume(
+                self.ctxt, host='%s#%s' % (driver_base.HOST, self.share),
+                size=1, status='managing')
+            ref = {'source-name': 'imported'}
+            self.sim.reset_counts()
+
+            def run():
+                self.assertEqual(1, self.drv.manage_existing_get_size(
+                    vol, ref))
+                vol.update(self.drv.manage_existing(vol, ref))
+                vol.status = 'available'
+                vol.save()
+
+            def check_ok():
+                self.assertEqual(b'M' * MiB, self.read(vol, MiB))
+                self.assertEqual(0, self.sim.total_requests())
+
+            def on_failure(crashed):
+                self.fail('manage failed')
+            return run, check_ok, on_failure
+        self.run_cells('manage volume', [ANY], prepare,
+                       faults=FAULT_ORDER[:-1], expect=OK)
+
+
+class ImageFaultMatrixTest(FaultMatrixBase):
+    """clone_image: a cache hit, and an uncached image on a Glance share."""
+
+    GLANCE = '127.0.0.1:/tintri/glance'
+    LEAK_IGNORE = ('glance', 'glance/*')
+
+    def driver_flags(self, shares_file):
+        flags = super().driver_flags(shares_file)
+        self.glance_dir = os.path.join(self.sim.datastore, 'glance')
+        os.makedirs(os.path.join(self.glance_dir, 'images'))
+        image_shares = os.path.join(self.tmp, 'image_shares')
+        with open(image_shares, 'w') as f:
+            f.write('%s\n' % self.GLANCE)
+        flags['tintri_image_shares_config'] = image_shares
+        return flags
+
+    def setUp(self):
+        super().setUp()
+        from tests.unit import test_images
+        self.glance = test_images.ImageService()
+        self.data = os.urandom(MiB) + b'TINTRI' * 1000
+        self.raw = os.path.join(self.tmp, 'image.raw')
+        with open(self.raw, 'wb') as f:
+            f.write(self.data)
+            f.truncate(3 * MiB)
+
+    def _image(self):
+        image_id = str(uuid_mod.uuid4())
+        dest = os.path.join(self.glance_dir, 'images', image_id)
+        shutil.copyfile(self.raw, dest)
+        meta = self.glance.add(dest, 'raw', image_id=image_id)
+        url = 'nfs://127.0.0.1/tintri/glance/images/%s' % image_id
+        return meta, url
+
+    def _image_snapshots(self, image_id):
+        return [s for s in self.sim.inventory()['snapshots']
+                if s['description'] == 'image-' + image_id]
+
+    def _clone_image_cell(self, cached):
+        def prepare():
+            meta, url = self._image()
+            if cached:
+                first = test_utils.create_volume(
+                    self.ctxt, host='%s#%s' % (driver_base.HOST, self.share),
+                    size=1, status='creating')
+                update, cloned = self.drv.clone_image(
+                    self.ctxt, first, (url, []), meta, self.glance)
+                self.assertTrue(cloned)
+                first.update(update)
+                first.status = 'available'
+                first.save()
+            vol = test_utils.create_volume(
+                self.ctxt, host='%s#%s' % (driver_base.HOST, self.share),
+                size=2, status='creating')
+
+            def run():
+                update, cloned = self.drv.clone_image(
+                    self.ctxt, vol, (url, []), meta, self.glance)
+                if not cloned:
+                    raise _Declined()
+                vol.update(update)
+                vol.status = 'available'
+                vol.save()
+
+            def check_ok():
+                self.assertEqual(self.data, self.read(vol, len(self.data)))
+                self.assertSizeGiB(vol, 2)
+                self.assertEqual(1, len(self._image_snapshots(meta['id'])))
+
+            def on_failure(crashed):
+                vol.refresh()
+                vol.status = 'error'
+                vol.save()
+                self.assertIsNone(vol.provider_location)
+                self.assertFalse(os.path.exists(self.path_of(vol,
+                                                             self.share)))
+                self.assertLessEqual(len(self._image_snapshots(meta['id'])),
+                                     1)
+            return run, check_ok, on_failure
+        return prepare
+
+    def test_clone_image_cached(self):
+        self.run_cells('clone_image (cached)', [CLONE],
+                       self._clone_image_cell(cached=True))
+
+    def test_clone_image_from_glance_share(self):
+        self.run_cells('clone_image (uncached)', [SNAP, CLONE],
+                       self._clone_image_cell(cached=False))
 
 
 class LateArrayWorkTest(FaultMatrixBase):
