@@ -11,6 +11,9 @@
 #    under the License.
 """``cinder-tintri``: the operator's command line.
 
+``check``, ``image-cache list|clean`` and ``orphans``; see
+doc/source/operations.rst.
+
 ``cinder-tintri check --config-file /etc/cinder/cinder.conf --backend NAME``
 validates one backend section the way the driver will use it and prints a
 verdict per item: options, shares file, reachability, TLS, credentials,
@@ -24,10 +27,13 @@ import os
 import re
 import socket
 import sys
+import warnings
 
 from oslo_config import cfg
 
 from cinder_tintri import client as tclient
+from cinder_tintri.cmd import inventory
+from cinder_tintri import image_cache
 from cinder_tintri import options
 
 OK, WARN, FAIL, SKIP = 'OK', 'WARN', 'FAIL', 'SKIP'
@@ -77,6 +83,38 @@ def enabled_backends(config_file):
     conf(['--config-file', config_file], project='cinder',
          default_config_files=[], use_env=False)
     return conf.enabled_backends or []
+
+
+def make_client(c, retries=None, deadline=None):
+    return tclient.TClient(
+        c.tintri_server_hostname, c.tintri_server_username,
+        c.tintri_server_password, port=c.tintri_server_port,
+        use_https=c.tintri_use_https, verify=c.tintri_ssl_cert_verify,
+        ca_path=c.driver_ssl_cert_path or None,
+        connect_timeout=c.tintri_connect_timeout,
+        read_timeout=c.tintri_read_timeout,
+        retries=c.tintri_api_retries if retries is None else retries,
+        retry_deadline=min(c.tintri_api_retry_deadline,
+                           deadline or c.tintri_api_retry_deadline),
+        page_size=c.tintri_api_page_size, max_pages=c.tintri_api_max_pages)
+
+
+def share_list(c):
+    """The backend's shares as the driver reads them (no validation)."""
+    if c.nas_host and c.nas_share_path:
+        return ['%s:%s' % (c.nas_host, c.nas_share_path)]
+    if not c.nfs_shares_config or not os.path.isfile(c.nfs_shares_config):
+        return []
+    with open(c.nfs_shares_config) as f:
+        return [ln.split()[0] for ln in f
+                if ln.strip() and not ln.startswith('#')]
+
+
+def mount_point(c, share):
+    digest = hashlib.md5(share.encode('utf-8'),
+                         usedforsecurity=False).hexdigest()
+    return os.path.join(os.path.realpath(c.nfs_mount_point_base or ''),
+                        digest)
 
 
 class Checker(object):
@@ -145,18 +183,14 @@ class Checker(object):
     def check_shares_file(self):
         c = self.conf
         if c.nas_host and c.nas_share_path:
-            lines = ['%s:%s' % (c.nas_host, c.nas_share_path)]
             source = 'nas_host/nas_share_path'
         else:
-            path = c.nfs_shares_config
-            if not path or not os.path.isfile(path):
+            source = c.nfs_shares_config
+            if not source or not os.path.isfile(source):
                 self.report(FAIL, 'shares', 'nfs_shares_config %s does not '
-                            'exist' % path)
+                            'exist' % source)
                 return []
-            with open(path) as f:
-                lines = [ln.split()[0] for ln in f
-                         if ln.strip() and not ln.startswith('#')]
-            source = path
+        lines = share_list(c)
         shares, bad = [], []
         for share in lines:
             m = SHARE_RE.match(share)
@@ -193,14 +227,7 @@ class Checker(object):
 
     def check_tls_and_api(self):
         c = self.conf
-        self.client = tclient.TClient(
-            c.tintri_server_hostname, c.tintri_server_username,
-            c.tintri_server_password, port=c.tintri_server_port,
-            use_https=c.tintri_use_https, verify=c.tintri_ssl_cert_verify,
-            ca_path=c.driver_ssl_cert_path or None,
-            connect_timeout=c.tintri_connect_timeout,
-            read_timeout=c.tintri_read_timeout, retries=1,
-            retry_deadline=min(c.tintri_api_retry_deadline, 30.0))
+        self.client = make_client(c, retries=1, deadline=30.0)
         try:
             info = self.client.api_info()
         except tclient.TintriError as e:
@@ -255,22 +282,87 @@ class Checker(object):
                     % (free, total, pct))
 
     def check_mounted(self, shares):
-        base = os.path.realpath(self.conf.nfs_mount_point_base or '')
         try:
             with open('/proc/self/mounts') as f:
                 mounts = {line.split()[1] for line in f}
         except OSError:
             mounts = set()
         for share in shares:
-            digest = hashlib.md5(share.encode('utf-8'),
-                                 usedforsecurity=False).hexdigest()
-            point = os.path.join(base, digest)
+            point = mount_point(self.conf, share)
             if point in mounts:
                 self.report(OK, 'mounted', '%s at %s' % (share, point))
             else:
                 self.report(WARN, 'mounted', '%s not mounted at %s (the '
                             'driver mounts it when cinder-volume starts)'
                             % (share, point))
+
+
+def _add_common(parser):
+    parser.add_argument('--config-file', default='/etc/cinder/cinder.conf',
+                        help='cinder.conf to read (default: %(default)s)')
+    parser.add_argument('--backend',
+                        help='backend section to use (default: the only '
+                             'one in enabled_backends)')
+
+
+def _mounted_shares(conf, out):
+    mounts = {}
+    for share in share_list(conf):
+        point = mount_point(conf, share)
+        if os.path.isdir(point):
+            mounts[share] = point
+        else:
+            out.write('note: share %s is not mounted here (%s); its files '
+                      'are not scanned\n' % (share, point))
+    return mounts
+
+
+def cmd_check(args, conf, out):
+    return Checker(conf, out=out).run()
+
+
+def cmd_image_cache(args, conf, out):
+    mounts = list(_mounted_shares(conf, out).values())
+    with make_client(conf) as client:
+        if args.action == 'list':
+            inventory.list_image_cache(client, mounts,
+                                       conf.tintri_image_cache_expiry_days,
+                                       out)
+            return 0
+        coordinator = inventory.start_coordination(args.config_file)
+        try:
+            cleaner = image_cache.ImageCacheCleaner(
+                client,
+                expiry_days=(conf.tintri_image_cache_expiry_days
+                             if args.expiry_days is None
+                             else args.expiry_days),
+                free_space_start=conf.tintri_image_cache_free_space_start,
+                free_space_stop=conf.tintri_image_cache_free_space_stop,
+                timeout=conf.tintri_image_cache_cleanup_timeout,
+                last_used=lambda image_id: inventory.last_used(mounts,
+                                                               image_id),
+                try_lock=inventory.image_try_lock(coordinator))
+            deleted = cleaner.run_once()
+        finally:
+            coordinator.stop()
+    for entry in deleted:
+        out.write('deleted %s (image %s): %s\n'
+                  % (entry['uuid'], entry['image_id'], entry['reason']))
+    out.write('%d image snapshot(s) deleted\n' % len(deleted))
+    return 0
+
+
+def cmd_orphans(args, conf, out):
+    mounts = _mounted_shares(conf, out)
+    volume_ids, snapshot_ids, provider_ids = inventory.cinder_ids(
+        args.config_file)
+    with make_client(conf) as client:
+        orphans = inventory.find_orphans(client, mounts, volume_ids,
+                                         snapshot_ids, provider_ids)
+    for kind, where, what, why in orphans:
+        out.write('%-8s  %-40s  %s: %s\n' % (kind, where, what, why))
+    out.write('%d orphan(s)\n' % len(orphans))
+    return 1 if orphans else 0
 
 
 def main(argv=None, out=sys.stdout):
@@ -281,12 +373,25 @@ def main(argv=None, out=sys.stdout):
     check = sub.add_parser(
         'check', help='validate a cinder.conf backend section against '
                       'the VMstore')
-    check.add_argument('--config-file', default='/etc/cinder/cinder.conf',
-                       help='cinder.conf to read (default: %(default)s)')
-    check.add_argument('--backend',
-                       help='backend section to check (default: the only '
-                            'one in enabled_backends)')
+    _add_common(check)
+    check.set_defaults(func=cmd_check)
+    cache = sub.add_parser(
+        'image-cache', help='list or clean the image cache on the array')
+    cache.add_argument('action', choices=('list', 'clean'))
+    cache.add_argument('--expiry-days', type=int,
+                       help='clean: override tintri_image_cache_expiry_days')
+    _add_common(cache)
+    cache.set_defaults(func=cmd_image_cache)
+    orphans = sub.add_parser(
+        'orphans', help='list array snapshots and share files that look '
+                        'Cinder-made but belong to no Cinder object '
+                        '(exit 1 when there are any)')
+    _add_common(orphans)
+    orphans.set_defaults(func=cmd_orphans)
     args = parser.parse_args(argv)
+    # cinder's import announces that eventlet is deprecated; not news to
+    # an operator running this tool.
+    warnings.filterwarnings('ignore', message='(?s).*Eventlet is deprecated')
 
     if not os.path.isfile(args.config_file):
         parser.error('config file %s not found' % args.config_file)
@@ -302,7 +407,11 @@ def main(argv=None, out=sys.stdout):
     except cfg.Error as e:
         out.write('FAIL  %-18s %s\n' % ('config', e))
         return 1
-    return Checker(conf, out=out).run()
+    try:
+        return args.func(args, conf, out)
+    except tclient.TintriError as e:
+        out.write('error: %s\n' % e)
+        return 1
 
 
 if __name__ == '__main__':

@@ -1,0 +1,173 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""``cinder-tintri image-cache`` and ``cinder-tintri orphans``."""
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import testtools
+
+from cinder_tintri import client as tclient
+from cinder_tintri.cmd import inventory
+from cinder_tintri.simulator import VMstoreSimulator
+
+SHARE = '127.0.0.1:/tintri/cinder'
+
+
+def _id():
+    return str(uuid.uuid4())
+
+
+class InventoryTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix='tintri-inv-')
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.password = 'pw-' + uuid.uuid4().hex
+        self.sim = VMstoreSimulator(password=self.password)
+        self.sim.start()
+        self.addCleanup(self.sim.stop)
+        self.share_dir = os.path.join(self.sim.datastore, 'cinder')
+        os.makedirs(self.share_dir)
+        self.client = tclient.TClient(
+            self.sim.host, self.sim.username, self.password,
+            port=self.sim.port, ca_path=self.sim.ca_path, retries=0)
+        self.addCleanup(self.client.close)
+
+    def file(self, name, size=4096):
+        with open(os.path.join(self.share_dir, name), 'wb') as f:
+            f.truncate(size)
+        return name
+
+    def snap(self, file_name, description, owner):
+        return self.client.create_snapshot('/tintri/cinder', file_name,
+                                           owner, description)
+
+    def test_find_orphans_exactly(self):
+        kept_vol, gone_vol, gone_clone = _id(), _id(), _id()
+        kept_snap, gone_snap, renamed_snap = _id(), _id(), _id()
+        self.file('volume-' + kept_vol)
+        self.file('volume-' + gone_vol)
+        self.file('notes.txt')
+        os.mkdir(os.path.join(self.share_dir, '.tintri-tmp-volume-x-1'))
+        src = 'volume-' + kept_vol
+        self.snap(src, 'snapshot-' + kept_snap, kept_vol)
+        orphan_uuid = self.snap(src, 'snapshot-' + gone_snap, kept_vol)
+        renamed = self.snap(src, 'snapshot-' + renamed_snap, kept_vol)
+        helper = self.snap(src, 'volume-%s-clone-abc123' % gone_clone,
+                           kept_vol)
+        self.snap(src, 'image-' + _id(), _id())   # image cache: not orphan
+        self.snap(src, 'user snapshot', kept_vol)  # not Cinder-made
+
+        found = inventory.find_orphans(
+            self.client, {SHARE: self.share_dir}, {kept_vol},
+            {kept_snap}, {renamed}, err=io.StringIO())
+        got = sorted((kind, what) for kind, _where, what, _why in found)
+        self.assertEqual(sorted([
+            ('file', '.tintri-tmp-volume-x-1'),
+            ('file', 'volume-' + gone_vol),
+            ('snapshot', 'snapshot-' + gone_snap),
+            ('snapshot', 'volume-%s-clone-abc123' % gone_clone),
+        ]), got)
+        uuids = {where for kind, where, _w, _y in found if kind == 'snapshot'}
+        self.assertEqual({orphan_uuid, helper}, uuids)
+
+    def test_image_cache_list(self):
+        src = self.file('volume-' + _id())
+        images = [_id(), _id()]
+        for image in images:
+            self.snap(src, 'image-' + image, image)
+        self.snap(src, 'snapshot-' + _id(), _id())
+        out = io.StringIO()
+        n = inventory.list_image_cache(self.client, [self.share_dir], 30,
+                                       out, err=io.StringIO())
+        self.assertEqual(2, n)
+        for image in images:
+            self.assertIn(image, out.getvalue())
+        self.assertIn('2 image snapshot(s)', out.getvalue())
+
+    def _conf(self):
+        shares = os.path.join(self.tmp, 'shares')
+        with open(shares, 'w') as f:
+            f.write(SHARE + '\n')
+        base = os.path.join(self.tmp, 'mnt')
+        os.makedirs(base)
+        # The share as the driver would have mounted it.
+        os.symlink(self.share_dir, os.path.join(
+            base, inventory_mount_name(SHARE)))
+        conf = os.path.join(self.tmp, 'cinder.conf')
+        with open(conf, 'w') as f:
+            f.write(f"""[DEFAULT]
+enabled_backends = tintri
+
+[database]
+connection = sqlite:///{self.tmp}/cinder.sqlite
+
+[coordination]
+backend_url = file://{self.tmp}/locks
+
+[tintri]
+nfs_shares_config = {shares}
+nfs_mount_point_base = {base}
+tintri_server_hostname = {self.sim.host}
+tintri_server_port = {self.sim.port}
+tintri_server_username = {self.sim.username}
+tintri_server_password = {self.password}
+driver_ssl_cert_path = {self.sim.ca_path}
+""")
+        subprocess.run([os.path.join(os.path.dirname(sys.executable),
+                                     'cinder-manage'), '--config-file',
+                        conf, 'db', 'sync'], check=True,
+                       capture_output=True, timeout=600)
+        return conf
+
+    def _cli(self, *args):
+        proc = subprocess.run(
+            [sys.executable, '-m', 'cinder_tintri.cmd.cli'] + list(args),
+            capture_output=True, text=True, timeout=300)
+        self.assertNotIn(self.password, proc.stdout + proc.stderr)
+        return proc
+
+    def test_cli_end_to_end(self):
+        conf = self._conf()
+        vol = _id()
+        self.file('volume-' + vol)
+        self.snap('volume-' + vol, 'snapshot-' + _id(), vol)
+        self.snap('volume-' + vol, 'image-' + (image := _id()), image)
+        # The Cinder database is empty: both Cinder-made things are
+        # orphans, the image snapshot is not.
+        proc = self._cli('orphans', '--config-file', conf)
+        self.assertEqual(1, proc.returncode, proc.stdout + proc.stderr)
+        self.assertIn('volume-' + vol, proc.stdout)
+        self.assertIn('2 orphan(s)', proc.stdout)
+        self.assertNotIn(image, proc.stdout)
+
+        proc = self._cli('image-cache', 'list', '--config-file', conf)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        self.assertIn(image, proc.stdout)
+
+        # Nothing has expired yet; --expiry-days 0 disables expiry.
+        proc = self._cli('image-cache', 'clean', '--config-file', conf)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        self.assertIn('0 image snapshot(s) deleted', proc.stdout)
+        self.assertEqual(2, len(self.sim.inventory()['snapshots']))
+
+
+def inventory_mount_name(share):
+    return hashlib.md5(share.encode(), usedforsecurity=False).hexdigest()
