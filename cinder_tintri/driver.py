@@ -93,9 +93,13 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     CI_WIKI_NAME = 'Tintri_CI'
     REQUIRED_OPTIONS = ('tintri_server_hostname', 'tintri_server_username',
                         'tintri_server_password')
-    # Proven in a later step (issue: active-active); until then the
-    # service refuses to run this backend in a cluster.
-    SUPPORTS_ACTIVE_ACTIVE = False
+    # Several cinder-volume services may serve one backend in a cluster
+    # ([DEFAULT] cluster) when [coordination] backend_url is a shared tooz
+    # backend (redis, etcd3, ...): every lock the driver takes is a
+    # coordination lock named after the object (tintri-<volume id>,
+    # tintri-image-<image id>), temporaries carry the service's tag, and
+    # a service sweeps only its own (tests/functional/test_active_active).
+    SUPPORTS_ACTIVE_ACTIVE = True
 
     driver_volume_type = 'nfs'
     # The NFS option family (nfs_shares_config, nfs_mount_point_base, ...)
