@@ -95,6 +95,9 @@ def parse_args(argv):
                    help='directory for report.md, results.jsonl, *.png')
     p.add_argument('--publish', action='store_true',
                    help='copy the report and plots into doc/source')
+    p.add_argument('--report-only', action='store_true',
+                   help='rewrite the report (and --publish) from the '
+                        'results.jsonl already in --out, without running')
     p.add_argument('--cell', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -290,6 +293,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     results = os.path.join(args.out, 'results.jsonl')
     log = os.path.join(args.out, 'cells.log')
+    if args.report_only:
+        return finish(args, results, breport.elapsed(results))
     for path in (results, log):
         if os.path.exists(path):
             os.unlink(path)
@@ -321,12 +326,16 @@ def main(argv=None):
                            storm=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    elapsed = time.time() - t_start
+    return finish(args, results, time.time() - t_start)
+
+
+def finish(args, results, elapsed):
     report = breport.write(args, results, elapsed)
     print('report: %s (%.0f s)' % (report, elapsed), flush=True)
     if args.publish:
         breport.publish(args.out, os.path.join(REPO, 'doc', 'source'))
-        print('published to doc/source/benchmark.rst', flush=True)
+        print('published to doc/source/_static/bench (included by '
+              'doc/source/benchmark.rst)', flush=True)
     return 0
 
 

@@ -97,6 +97,8 @@ class Results(object):
         self.latencies = sorted(self.latencies)
 
     def _add(self, rec):
+        if rec.get('t'):
+            self.t0 = min(rec['t'], getattr(self, 't0', rec['t']))
         kind = rec.get('type')
         if kind == 'op' and rec['workload'] == 'boot_storm':
             self.storm_ops[rec['driver']] = rec
@@ -319,7 +321,9 @@ def build(args, res, elapsed):
     drivers = res.driver_order()
     workloads = res.workload_order()
     doc.heading('Benchmark results', 2)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.fromtimestamp(
+        getattr(res, 't0', None) or datetime.datetime.now().timestamp(),
+        datetime.timezone.utc)
     fs = ('loopback XFS with reflink, shares bind-mounted'
           if os.geteuid() == 0 and not args.no_root
           else 'plain directory, shares symlinked (no reflink)')
@@ -792,6 +796,18 @@ def _plot_storm(plt, res, out):
 
 # ---------------------------------------------------------------------------
 # entry points
+
+
+def elapsed(results):
+    """Seconds from the first to the last record of a results file."""
+    times = []
+    with open(results) as f:
+        for line in f:
+            try:
+                times.append(json.loads(line)['t'])
+            except (ValueError, KeyError):
+                continue
+    return max(times) - min(times) if times else 0.0
 
 
 def write(args, results, elapsed):
