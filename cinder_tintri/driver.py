@@ -380,11 +380,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._remove_volume_temporaries(os.path.dirname(path), volume)
 
     def _remove_failed_create_leftovers(self, volume):
-        pool = (volume_utils.extract_host(volume.host, level='pool')
-                if volume.host else None)
-        if pool in self._mounted_shares:
+        # Every share: a rescheduled create has no host or pool any more,
+        # and each attempt may have left temporaries.
+        for share in self._mounted_shares:
             self._remove_volume_temporaries(
-                self._get_mount_point_for_share(pool), volume)
+                self._get_mount_point_for_share(share), volume)
         prefix = '%s-clone-' % volume.name
         try:
             helpers = [s for s in self._client.find_snapshots(contain=prefix)

@@ -45,9 +45,12 @@ import uuid as uuid_mod
 
 from cinder import exception
 from cinder.tests.unit import utils as test_utils
+from cinder.volume import configuration
 from oslo_utils import units
 
 from cinder_tintri import driver as tdriver
+from tests.functional import fixtures as tfixtures
+from tests.functional import test_lifecycle
 from tests import leak_check
 from tests.unit import driver_base
 
@@ -646,6 +649,23 @@ class LateArrayWorkTest(FaultMatrixBase):
         self.assertEqual([src.name], self.share_entries())
         leak_check.assert_no_leaks(self, self.sim)
 
+    def test_rescheduled_create_without_host_removes_late_clone(self):
+        # The scheduler clears the host of a create it gave up on.
+        src = self.new_volume()
+        snap = self._snapshot_obj(src)
+        snap.update(self.drv.create_snapshot(snap))
+        snap.save()
+        vol = self._failed_volume()
+        self.sim.inject_fault(CLONE, count=50, mode='delay', delay=STALL)
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          self.drv.create_volume_from_snapshot, vol, snap)
+        self._quiesce(time.monotonic(), 'stalled')
+        vol.host = None
+        vol.save()
+        self.drv.delete_volume(vol)
+        vol.destroy()
+        self.assertEqual([src.name], self.share_entries())
+
     def test_late_clone_after_resend_swept_by_stats(self):
         # The clone's response is late; the driver resends, succeeds and
         # finishes; then the first request lands into the temporary name.
@@ -693,3 +713,109 @@ class LateArrayWorkTest(FaultMatrixBase):
             os.utime(path, (old, old))
         self.drv.get_volume_stats(refresh=True)
         self.assertEqual([], self.share_entries())
+
+
+@tfixtures.skip_unless_root
+class ApiFaultCellsTest(test_lifecycle.LifecycleTest):
+    """A few cells through cinder's API, scheduler and volume manager."""
+
+    test_full_lifecycle_leaves_nothing = None   # run in test_lifecycle
+
+    def _get_flags(self):
+        f = super()._get_flags()
+        group = configuration.SHARED_CONF_GROUP
+        for key, value in (('tintri_read_timeout', READ_TIMEOUT),
+                           ('tintri_api_retries', 4),
+                           ('tintri_api_retry_deadline', RETRY_DEADLINE)):
+            f[key] = {'v': value, 'g': group}
+        return f
+
+    def _wait_status(self, getter, res_id, busy):
+        deadline = time.monotonic() + test_lifecycle.DEADLINE
+        while True:
+            res = getter(res_id)
+            if res['status'] not in busy:
+                return res
+            if time.monotonic() > deadline:
+                self.fail('%s still %s' % (res_id, res['status']))
+            time.sleep(0.2)
+
+    def test_cells_through_the_api(self):
+        sim = self.env.sim
+        results = []
+        vol = self._volume(size=1, name='src')
+        self._write(vol, b'A' * MiB)
+
+        # clone, response of the array clone lost -> available
+        sim.inject_fault(CLONE, mode='lose_response')
+        clone = self._volume(size=1, source_volid=vol['id'])
+        self.assertEqual(b'A' * MiB, self._read(clone, MiB))
+        results.append(('clone', 'lost_response', clone['status']))
+
+        # snapshot, array busy beyond the retry budget -> error, deletable
+        sim.inject_fault(SNAP, count=50, mode='error', status=503)
+        snap = self.api.post_snapshot({'snapshot': {'volume_id': vol['id'],
+                                                    'name': 'busy'}})
+        snap = self._wait_status(self.api.get_snapshot, snap['id'],
+                                 ('creating',))
+        sim.clear_faults()
+        self.assertEqual('error', snap['status'])
+        results.append(('create snapshot', 'busy_exhausted', 'error'))
+        self.api.delete_snapshot(snap['id'])
+        self._wait_gone(self.api.get_snapshot, snap['id'])
+
+        # snapshot, connection reset -> available
+        sim.inject_fault(SNAP, mode='drop')
+        snap = self.api.post_snapshot({'snapshot': {'volume_id': vol['id'],
+                                                    'name': 'snap'}})
+        snap = self._wait(self.api.get_snapshot, snap['id'], ('creating',),
+                          'available')
+        results.append(('create snapshot', 'reset', snap['status']))
+        self._write(vol, b'B' * MiB)
+
+        # volume from snapshot, every clone response late -> error; the
+        # late clone lands afterwards; deleting the volume removes it
+        sim.inject_fault(CLONE, count=50, mode='delay', delay=STALL)
+        bad = self.api.post_volume({'volume': {'size': 1,
+                                               'snapshot_id': snap['id']}})
+        bad = self._wait_status(self.api.get_volume, bad['id'],
+                                ('creating',))
+        self.assertEqual('error', bad['status'])
+        results.append(('volume from snapshot', 'stalled', 'error'))
+        time.sleep(STALL + 0.5)
+        sim.clear_faults()
+        # The scheduler gave up after its retries and cleared the host, so
+        # the API deletes the volume without the driver; the late clones
+        # of each attempt go with the next stats update of the service.
+        self.api.delete_volume(bad['id'])
+        self._wait_gone(self.api.get_volume, bad['id'])
+        late = leak_check.find_leaks(sim).leaked_tmp
+        self.volume.manager.driver.get_volume_stats(refresh=True)
+        self.assertEqual([], leak_check.find_leaks(sim).leaked_tmp)
+        results.append(('late clones swept by stats', len(late)))
+
+        # revert, connection reset on the clone -> available, reverted
+        sim.inject_fault(CLONE, mode='drop')
+        self._action(vol['id'], {'revert': {'snapshot_id': snap['id']}})
+        reverted = self._wait(self.api.get_volume, vol['id'],
+                              ('reverting',), 'available')
+        self.assertEqual(b'A' * MiB, self._read(vol, MiB))
+        results.append(('revert', 'reset', reverted['status']))
+
+        leak_check.assert_no_leaks(self, sim)
+        self.addDetail('cells', _text(repr(results)))
+
+        self.api.delete_snapshot(snap['id'])
+        self._wait_gone(self.api.get_snapshot, snap['id'])
+        for v in (clone, vol):
+            self.api.delete_volume(v['id'])
+        for v in (clone, vol):
+            self._wait_gone(self.api.get_volume, v['id'])
+        inv = sim.inventory()
+        self.assertEqual([], inv['snapshots'])
+        self.assertEqual([], os.listdir(self.env.share_dir))
+
+
+def _text(value):
+    from testtools import content
+    return content.text_content(value)
