@@ -50,7 +50,7 @@ from oslo_utils import units
 
 from cinder_tintri import driver as tdriver
 from tests.functional import fixtures as tfixtures
-from tests.functional import test_lifecycle
+from tests.functional import harness
 from tests import leak_check
 from tests.unit import driver_base
 
@@ -716,10 +716,8 @@ class LateArrayWorkTest(FaultMatrixBase):
 
 
 @tfixtures.skip_unless_root
-class ApiFaultCellsTest(test_lifecycle.LifecycleTest):
+class ApiFaultCellsTest(harness.ApiTestCase):
     """A few cells through cinder's API, scheduler and volume manager."""
-
-    test_full_lifecycle_leaves_nothing = None   # run in test_lifecycle
 
     def _get_flags(self):
         f = super()._get_flags()
@@ -731,7 +729,7 @@ class ApiFaultCellsTest(test_lifecycle.LifecycleTest):
         return f
 
     def _wait_status(self, getter, res_id, busy):
-        deadline = time.monotonic() + test_lifecycle.DEADLINE
+        deadline = time.monotonic() + harness.DEADLINE
         while True:
             res = getter(res_id)
             if res['status'] not in busy:

@@ -11,125 +11,32 @@
 #    under the License.
 """Manage and unmanage through cinder's API, scheduler and volume manager.
 
-The set-up follows test_lifecycle: cinder's in-process functional harness
+The set-up is tests/functional/harness.py: cinder's in-process harness
 with TintriDriver talking to the VMstore simulator over HTTPS, on a share
 bind-mounted where os-brick expects the NFS mount.
 """
 
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from urllib import parse
 
-from cinder.privsep import sys_admin_pctxt
-from cinder import service
-from cinder.tests.functional.api import client
-from cinder.tests.functional import functional_helpers
-from cinder.volume import configuration
-from oslo_config import cfg
 from oslo_utils import units
 
-# Imported before setUp so the driver's options are registered.
-from cinder_tintri import driver as tdriver  # noqa: F401
-from cinder_tintri.simulator import VMstoreSimulator
 from tests.functional import fixtures as tfixtures
+from tests.functional import harness
 
-CONF = cfg.CONF
 MiB = units.Mi
 GiB = units.Gi
-SHARE = '127.0.0.1:/tintri/cinder'
-DEADLINE = 60.0
-
-
-class _Env(object):
-    """Simulator + share, prepared before the cinder services start."""
-
-    def __init__(self, test):
-        self.tmp = tempfile.mkdtemp(prefix='tintri-manage-')
-        test.addCleanup(_rmtree, self.tmp)
-        self.sim = VMstoreSimulator(root=os.path.join(self.tmp, 'array'))
-        self.sim.start()
-        test.addCleanup(self.sim.stop)
-        self.share_dir = os.path.join(self.sim.datastore, 'cinder')
-        os.makedirs(self.share_dir, exist_ok=True)
-        self.mount_base = os.path.join(self.tmp, 'mnt')
-        os.makedirs(self.mount_base)
-        test.useFixture(tfixtures.ShareFixture(SHARE, self.share_dir,
-                                               self.mount_base))
-        self.shares_file = os.path.join(self.tmp, 'shares')
-        with open(self.shares_file, 'w') as f:
-            f.write(SHARE + '\n')
+SHARE = harness.SHARE
+DEADLINE = harness.DEADLINE
 
 
 @tfixtures.skip_unless_root
-class ManageApiTest(functional_helpers._FunctionalTestBase):
+class ManageApiTest(harness.ApiTestCase):
 
     _osapi_version = '3.8'   # /manageable_volumes and _snapshots
-
-    def setUp(self):
-        self.env = None
-        sys_admin_pctxt.set_client_mode(False)
-        self.addCleanup(sys_admin_pctxt.set_client_mode, True)
-        super().setUp()
-
-    def _get_flags(self):
-        f = super()._get_flags()
-        self.env = _Env(self)
-        group = configuration.SHARED_CONF_GROUP
-        sim = self.env.sim
-        for key, value in {
-                'volume_driver': 'cinder_tintri.driver.TintriDriver',
-                'volume_backend_name': 'tintri',
-                'nfs_shares_config': self.env.shares_file,
-                'nfs_mount_point_base': self.env.mount_base,
-                'nas_secure_file_operations': 'false',
-                'nas_secure_file_permissions': 'false',
-                'tintri_server_hostname': sim.host,
-                'tintri_server_port': sim.port,
-                'tintri_server_username': sim.username,
-                'tintri_server_password': sim.password,
-                'driver_ssl_cert_path': sim.ca_path}.items():
-            f[key] = {'v': value, 'g': group}
-        f['scheduler_driver_init_wait_time'] = {'v': 10}
-        f['resource_query_filters_file'] = {
-            'v': os.path.join(sys.prefix, 'etc/cinder/resource_filters.json')}
-        return f
-
-    def _start_api_service(self):
-        CONF.api_paste_config = os.path.join(sys.prefix,
-                                             'etc/cinder/api-paste.ini')
-        self.osapi = service.WSGIService('osapi_volume')
-        self.osapi.start()
-        self.auth_url = 'http://%s:%s/v%s' % (
-            self.osapi.host, self.osapi.port, self.osapi_version_major)
-
-    # -- helpers --------------------------------------------------------
-
-    def _wait(self, getter, res_id, busy, want):
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            res = getter(res_id)
-            if res['status'] not in busy:
-                self.assertEqual(want, res['status'], res)
-                return res
-            if time.monotonic() > deadline:
-                self.fail('%s still %s after %ss' % (res_id, res['status'],
-                                                     DEADLINE))
-            time.sleep(0.2)
-
-    def _wait_gone(self, getter, res_id):
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            try:
-                res = getter(res_id)
-            except client.OpenStackApiException404:
-                return
-            self.assertNotIn('error', res['status'])
-            time.sleep(0.2)
-        self.fail('%s not deleted after %ss' % (res_id, DEADLINE))
+    USE_XFS = False
 
     def _pool(self):
         """'host@backend#share' as the scheduler reports it."""
@@ -285,7 +192,3 @@ class ManageApiTest(functional_helpers._FunctionalTestBase):
         self._wait_gone(self.api.get_volume, vol['id'])
         self.assertEqual([], self.env.sim.inventory()['snapshots'])
         self.assertEqual(before, self._share_state())
-
-
-def _rmtree(path):
-    shutil.rmtree(path, ignore_errors=True)
