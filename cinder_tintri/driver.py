@@ -448,15 +448,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         DELETE_ON_ZERO_CLONE_REFERENCES so that the array removes it when
         the last of those volumes goes.
         """
-        snap_uuid = snapshot.provider_id
+        snap_uuid = self._find_snapshot_uuid(snapshot)
         if not snap_uuid:
-            found = self._client.find_snapshot_by_description(
-                snapshot.name, vm_uuid=snapshot.volume_id)
-            if not found:
-                LOG.info('Snapshot %s has no VMstore snapshot; nothing to '
-                         'delete.', snapshot.id)
-                return
-            snap_uuid = found['uuid']['uuid']
+            LOG.info('Snapshot %s has no VMstore snapshot; nothing to '
+                     'delete.', snapshot.id)
+            return
         try:
             self._client.delete_snapshot(snap_uuid)
         except tclient.SnapshotHasClones:
@@ -471,16 +467,21 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.TintriError as e:
             raise self._api_error(_('Deleting snapshot %s') % snapshot.id, e)
 
-    def _snapshot_uuid(self, snapshot):
+    def _find_snapshot_uuid(self, snapshot):
+        """The array snapshot's UUID: provider_id, else by its name."""
         if snapshot.provider_id:
             return snapshot.provider_id
         found = self._client.find_snapshot_by_description(
             snapshot.name, vm_uuid=snapshot.volume_id)
-        if not found:
+        return found['uuid']['uuid'] if found else None
+
+    def _snapshot_uuid(self, snapshot):
+        snap_uuid = self._find_snapshot_uuid(snapshot)
+        if not snap_uuid:
             msg = (_('Snapshot %s has no VMstore snapshot.') % snapshot.id)
             raise exception.SnapshotNotFound(message=msg,
                                              snapshot_id=snapshot.id)
-        return found['uuid']['uuid']
+        return snap_uuid
 
     # ------------------------------------------------------------------
     # Clones
