@@ -20,12 +20,8 @@ This module holds Cinder semantics only; everything HTTP lives in
 ``cinder_tintri.client``.
 """
 
-import errno
-import hashlib
 import os
-import re
 import shutil
-import time
 import uuid
 
 from cinder.common import constants
@@ -39,6 +35,7 @@ from cinder.volume import driver
 from cinder.volume.drivers import nfs
 from cinder.volume.drivers import remotefs
 from cinder.volume import volume_utils
+from oslo_concurrency import processutils
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import excutils
@@ -48,6 +45,8 @@ from cinder_tintri import client as tclient
 from cinder_tintri import images
 from cinder_tintri import manage
 from cinder_tintri import options
+from cinder_tintri import share_files
+from cinder_tintri import temporaries
 
 LOG = logging.getLogger(__name__)
 
@@ -56,17 +55,14 @@ CONF.register_opts(options.tintri_opts, group=configuration.SHARED_CONF_GROUP)
 
 # Root of the VMstore NFS export; API file paths are relative to it.
 EXPORT_ROOT = '/tintri'
-# Prefix of the temporary clone directories the driver creates on a share.
-TMP_PREFIX = '.tintri-tmp-'
-# ... followed by '<target>-<hex>-h<tag>', the tag naming the service
-# (host@backend) that made it; several services share the shares in an
-# active-active cluster.
-TMP_TAG_RE = re.compile(r'-h([0-9a-f]{8})$')
-# Another service's temporary is abandoned once idle this long (seconds).
-FOREIGN_TMP_IDLE = 3600
-# A temporary name handed out stays safe from the sweep this long, unless
-# released when its operation ends (seconds).
-TMP_CLAIM_TTL = 24 * 3600
+# Prefix of the temporary clone directories the driver creates on a share,
+# followed by '<target>-<hex>-h<tag>', the tag naming the service
+# (host@backend) that made it (see cinder_tintri.temporaries).
+TMP_PREFIX = temporaries.PREFIX
+TMP_TAG_RE = temporaries.TAG_RE
+# Another service's temporary is abandoned once idle this long (seconds)
+# and its lock is free.
+FOREIGN_TMP_IDLE = temporaries.FOREIGN_IDLE
 DELETE_ON_ZERO_CLONES = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 SUPPORTED_API_FAMILY = 'v310'
 
@@ -113,8 +109,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             self.configuration.append_config_values(options.tintri_opts)
         self.vendor_name = self.VENDOR
         self._client = None
-        # Temporary directory names in use by running operations.
-        self._tmp_claims = {}
+        # Temporary directories on the shares, owned by lock while in use.
+        self._temps = temporaries.TemporaryDirs(self.host)
         self._thin_provisioning_support = True
         self._thick_provisioning_support = False
 
@@ -219,6 +215,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         if not self._mounted_shares:
             raise exception.NfsNoSharesMounted()
         self._remove_stale_temporaries()
+        self._undo_interrupted_manages()
 
     def _check_snapshot_support(self, setup_checking=False):
         """Snapshots are array-side; NFS secure-file options don't apply.
@@ -231,51 +228,29 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         as root.
         """
 
+    # ------------------------------------------------------------------
+    # Temporaries
+    # ------------------------------------------------------------------
+
     def _remove_stale_temporaries(self, startup=True):
-        """Remove temporary directories that no operation uses any more.
+        """Remove temporary directories that no operation owns any more.
 
-        This service's own temporaries that no running operation claims
-        go at once: a crash left them, or array work whose response timed
-        out (a clone the driver resent or gave up on) landed after the
-        operation ended.  Untagged ones (older driver versions) go at
-        start-up.  Those of other services of an active-active cluster go
-        only once nothing in them changed for FOREIGN_TMP_IDLE seconds:
-        they may belong to a running operation.
-
+        See :mod:`cinder_tintri.temporaries`: a temporary is removed only
+        when its lock is free (no running operation, here or on another
+        service of the cluster, owns it); another service's only once it
+        is also idle; untagged ones (older driver versions) at start-up.
         Runs at start-up and with every stats update.
         """
-        now = time.monotonic()
-        for name, claimed in list(self._tmp_claims.items()):
-            if now - claimed > TMP_CLAIM_TTL:
-                self._tmp_claims.pop(name, None)
-        own = self._tmp_tag()
-        for share in self._mounted_shares:
-            mount = self._get_mount_point_for_share(share)
-            try:
-                entries = os.listdir(mount)
-            except OSError:
-                continue
-            for entry in entries:
-                if not entry.startswith(TMP_PREFIX) or \
-                        entry in self._tmp_claims:
-                    continue
-                path = os.path.join(mount, entry)
-                match = TMP_TAG_RE.search(entry)
-                if match is None:
-                    stale = startup
-                elif match.group(1) == own:
-                    stale = True
-                else:
-                    stale = _idle_seconds(path) > FOREIGN_TMP_IDLE
-                if stale:
-                    LOG.info('Removing stale temporary clone %s on %s.',
-                             entry, share)
-                    shutil.rmtree(path, ignore_errors=True)
+        mounts = [self._get_mount_point_for_share(share)
+                  for share in self._mounted_shares]
+        return self._temps.sweep(mounts, startup=startup)
 
-    def _tmp_tag(self):
-        host = self.host or ''
-        return hashlib.md5(host.encode('utf-8'),
-                           usedforsecurity=False).hexdigest()[:8]
+    def _tmp_dir_name_for(self, target_name):
+        """A new temporary name, owned (locked) until _tmp_release."""
+        return self._temps.claim(target_name)
+
+    def _tmp_release(self, name):
+        self._temps.release(name)
 
     # ------------------------------------------------------------------
     # Helpers
@@ -293,52 +268,163 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.VolumeBackendAPIException(data=msg)
         return share
 
+    @staticmethod
+    def _backend_error(msg):
+        return exception.VolumeBackendAPIException(data=msg)
+
+    def _mount(self, share, error=None):
+        """The mount point of ``share``, mounting it if its mount is gone.
+
+        A share that cannot be mounted fails the operation: working on the
+        empty mount point directory would report success for a file that
+        stays on the array (a delete) or miss it.
+        """
+        error = error or self._backend_error
+        try:
+            self._ensure_share_mounted(share)
+        except Exception as e:
+            msg = (_('Share %(share)s is not mounted and cannot be mounted: '
+                     '%(err)s') % {'share': share, 'err': e})
+            raise error(msg)
+        if share in self.shares and share not in self._mounted_shares:
+            self._mounted_shares.append(share)
+        return self._get_mount_point_for_share(share)
+
+    def _volume_file(self, volume, error=None, missing_ok=False):
+        """(path, lstat) of the volume's file, checked; never via a link.
+
+        The share is mounted first.  The file must be a regular file
+        named ``volume.name`` directly in the share: a symbolic link (to
+        another volume or out of the share), a directory, a FIFO or a
+        device is refused with ``error`` (a callable taking the message;
+        VolumeBackendAPIException by default), and nothing is done to it.
+        A missing file gives (path, None) when ``missing_ok``.
+        """
+        error = error or self._backend_error
+        share = self._share_of(volume)
+        mount = self._mount(share, error)
+        try:
+            name = share_files.check_name(volume.name)
+            path = os.path.join(mount, name)
+            st = share_files.lstat_regular(path, missing_ok=missing_ok)
+        except share_files.ShareFileError as e:
+            msg = (_('Volume %(id)s: its file on share %(share)s cannot be '
+                     'used: %(reason)s') % {'id': volume.id, 'share': share,
+                                            'reason': e.reason})
+            raise error(msg)
+        return path, st
+
+    def _check_writable(self, share, mount, what):
+        if share_files.read_only(mount):
+            msg = (_('%(what)s: share %(share)s is mounted read-only.')
+                   % {'what': what, 'share': share})
+            raise exception.VolumeBackendAPIException(data=msg)
+
+    def _share_fault(self, what, share, err):
+        msg = (_('%(what)s failed on share %(share)s: %(err)s')
+               % {'what': what, 'share': share,
+                  'err': share_files.describe(err)})
+        return exception.VolumeBackendAPIException(data=msg)
+
     def _clone_into_share(self, snapshot_uuid, source_name, share,
                           target_name, replace=False):
         """Array-clone a snapshot to ``<share>/<target_name>``.
 
         The array creates a temporary directory holding the clone under
         the source file name; it is renamed into place (atomically, and
-        replacing an existing file only when ``replace``) and the
-        directory removed, also on failure.
+        replacing an existing regular file only when ``replace``) and the
+        directory removed, also on failure.  A read-only share is refused
+        before the array is asked for anything.
         """
-        mount = self._get_mount_point_for_share(share)
+        what = _('Cloning snapshot %(snap)s to %(target)s') % {
+            'snap': snapshot_uuid, 'target': target_name}
+        mount = self._mount(share)
+        self._check_writable(share, mount, what)
+        share_files.check_name(target_name)
         tmp_name = self._tmp_dir_name_for(target_name)
         tmp_dir = os.path.join(mount, tmp_name)
         target = os.path.join(mount, target_name)
         try:
             self._client.clone_volume(
                 snapshot_uuid, '%s/%s' % (self._export_path(share), tmp_name))
-            cloned = os.path.join(tmp_dir, source_name)
-            if not os.path.isfile(cloned):
-                msg = (_('The VMstore clone of snapshot %(snap)s did not '
-                         'produce %(file)s.')
-                       % {'snap': snapshot_uuid, 'file': cloned})
+            cloned = self._cloned_file(tmp_dir, source_name, snapshot_uuid)
+            try:
+                existing = share_files.lstat_regular(target, missing_ok=True)
+            except share_files.ShareFileError as e:
+                msg = (_('Refusing to replace %(target)s: %(reason)s')
+                       % {'target': target, 'reason': e.reason})
                 raise exception.VolumeBackendAPIException(data=msg)
-            if not replace and os.path.lexists(target):
+            if existing is not None and not replace:
                 msg = _('Refusing to overwrite existing file %s.') % target
                 raise exception.VolumeBackendAPIException(data=msg)
-            os.rename(cloned, target)
+            try:
+                os.rename(cloned, target)
+            except OSError as e:
+                raise self._share_fault(what, share, e)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
-            self._tmp_claims.pop(tmp_name, None)
+            self._tmp_release(tmp_name)
         return target
 
-    def _tmp_dir_name_for(self, target_name):
-        """A new temporary name, claimed: the sweep leaves it alone."""
-        name = '%s%s-%s-h%s' % (TMP_PREFIX, target_name,
-                                uuid.uuid4().hex[:12], self._tmp_tag())
-        self._tmp_claims[name] = time.monotonic()
-        return name
+    @staticmethod
+    def _cloned_file(tmp_dir, source_name, snapshot_uuid):
+        """The regular file the array's clone left in ``tmp_dir``.
+
+        The array names it after the snapshotted file; a name that is not
+        a plain file name is not used as a path.  When that name is not
+        there, the one regular file in the directory is taken.
+        """
+        candidates = []
+        try:
+            candidates.append(os.path.join(tmp_dir,
+                                           share_files.check_name(
+                                               source_name)))
+        except share_files.ShareFileError:
+            pass
+        try:
+            entries = sorted(os.listdir(tmp_dir))
+        except OSError:
+            entries = []
+        if len(entries) == 1:
+            candidates.append(os.path.join(tmp_dir, entries[0]))
+        for path in candidates:
+            try:
+                if share_files.lstat_regular(path, missing_ok=True):
+                    return path
+            except share_files.ShareFileError:
+                continue
+        msg = (_('The VMstore clone of snapshot %(snap)s did not produce a '
+                 'regular file %(file)s (found: %(found)s).')
+               % {'snap': snapshot_uuid,
+                  'file': os.path.join(tmp_dir, str(source_name)),
+                  'found': ', '.join(entries) or 'nothing'})
+        raise exception.VolumeBackendAPIException(data=msg)
 
     def _resize_to(self, path, size_gb):
-        """Grow a raw file to ``size_gb`` GiB if it is smaller."""
-        current = os.stat(path).st_size
-        if current >= size_gb * units.Gi:
+        """Grow the raw regular file ``path`` to ``size_gb`` GiB if smaller.
+
+        A sparse ftruncate on a descriptor opened without following
+        links; qemu-img (as root when so configured) only when this
+        process may not write the file.
+        """
+        size = size_gb * units.Gi
+        try:
+            share_files.grow(path, size)
             return
-        image_utils.resize_image(path, size_gb,
-                                 run_as_root=self._execute_as_root,
-                                 file_format='raw')
+        except share_files.ShareFileError as e:
+            msg = _('Cannot grow %(path)s: %(reason)s') % {
+                'path': path, 'reason': e.reason}
+            raise exception.VolumeBackendAPIException(data=msg)
+        except PermissionError:
+            pass
+        try:
+            st = share_files.lstat_regular(path)
+        except share_files.ShareFileError as e:
+            raise exception.VolumeBackendAPIException(data=e.reason)
+        if st.st_size < size:
+            image_utils.resize_image(path, size_gb,
+                                     run_as_root=self._execute_as_root,
+                                     file_format='raw')
 
     def _api_error(self, what, err):
         msg = _('%(what)s failed on the VMstore: %(err)s') % {
@@ -354,19 +440,61 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         return remotefs.RemoteFSDriver.create_volume(self, volume)
 
     def _do_create_volume(self, volume):
-        """Sparse raw file, whatever nfs_sparsed_volumes says."""
-        path = self.local_path(volume)
-        if volume.encryption_key_id:
-            return super()._do_create_volume(volume)
-        self._create_sparsed_file(path, volume.size)
-        self._set_rw_permissions(path)
+        """Sparse raw file, whatever nfs_sparsed_volumes says.
+
+        Nothing may exist at the new volume's name (a link planted there
+        would be followed by truncate and chmod); a read-only or full
+        share fails with a clear error and leaves no file behind.
+        """
+        share = volume.provider_location
+        what = _('Creating volume %s') % volume.id
+        mount = self._mount(share)
+        self._check_writable(share, mount, what)
+        path = os.path.join(mount, share_files.check_name(volume.name))
+        if os.path.lexists(path):
+            msg = (_('%(what)s: %(path)s already exists on share %(share)s; '
+                     'refusing to reuse it.')
+                   % {'what': what, 'path': path, 'share': share})
+            raise exception.VolumeBackendAPIException(data=msg)
+        try:
+            if volume.encryption_key_id:
+                return super()._do_create_volume(volume)
+            self._create_sparsed_file(path, volume.size)
+            self._set_rw_permissions(path)
+        except (OSError, processutils.ProcessExecutionError) as e:
+            self._remove_partial(path)
+            if isinstance(e, OSError):
+                raise self._share_fault(what, share, e)
+            msg = (_('%(what)s failed on share %(share)s: %(err)s')
+                   % {'what': what, 'share': share,
+                      'err': (e.stderr or '').strip() or e})
+            raise exception.VolumeBackendAPIException(data=msg)
         volume.admin_metadata['format'] = 'raw'
         with volume.obj_as_admin():
             volume.save()
 
+    def _remove_partial(self, path):
+        try:
+            if share_files.lstat_regular(path, missing_ok=True):
+                self._delete(path)
+        except Exception as e:
+            LOG.warning('Could not remove %(path)s: %(err)s',
+                        {'path': path, 'err': e})
+
     @coordination.synchronized('tintri-{volume.id}')
     def delete_volume(self, volume):
-        """Delete the volume file; a missing file or share is success."""
+        """Delete the volume file; a missing file is success.
+
+        The share is mounted first: on a share whose mount is gone the
+        file would look missing while it stays on the array, unreachable.
+        If the share cannot be mounted the delete fails (the volume goes
+        to error_deleting and can be retried).  A volume whose file is
+        not a regular file (a link, a directory) is refused, nothing
+        changed.  A volume whose manage was interrupted gets its file
+        back under the name it had before.
+        """
+        if self._manage_undo(volume):
+            return
         if not volume.provider_location:
             # A create that failed.  Array work whose response timed out
             # may have landed after the failure: a clone in a temporary
@@ -375,16 +503,28 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                      'a failed create may have left.', volume.id)
             self._remove_failed_create_leftovers(volume)
             return
-        path = self.local_path(volume)
-        self._delete(path)
-        self._remove_volume_temporaries(os.path.dirname(path), volume)
+        path, st = self._volume_file(volume, missing_ok=True)
+        if st is not None:
+            try:
+                self._delete(path)
+            except processutils.ProcessExecutionError as e:
+                msg = (_('Deleting volume %(id)s: cannot remove %(path)s: '
+                         '%(err)s') % {'id': volume.id, 'path': path,
+                                       'err': e})
+                raise exception.VolumeBackendAPIException(data=msg)
+        else:
+            LOG.info('Volume %(id)s: its file %(path)s is already gone.',
+                     {'id': volume.id, 'path': path})
+        self._temps.remove_for(os.path.dirname(path), volume.name)
 
     def _remove_failed_create_leftovers(self, volume):
         # Every share: a rescheduled create has no host or pool any more,
-        # and each attempt may have left temporaries.
-        for share in self._mounted_shares:
-            self._remove_volume_temporaries(
-                self._get_mount_point_for_share(share), volume)
+        # and each attempt may have left temporaries.  A share that cannot
+        # be mounted fails the delete (to be retried): its leftovers would
+        # otherwise hold clone references on the array for good.
+        for share in list(self.shares):
+            mount = self._mount(share)
+            self._temps.remove_for(mount, volume.name)
         prefix = '%s-clone-' % volume.name
         try:
             helpers = [s for s in self._client.find_snapshots(contain=prefix)
@@ -394,19 +534,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                         '%(err)s', {'id': volume.id, 'err': e})
             return
         for snap in helpers:
-            self._delete_helper_snapshot(snap['uuid']['uuid'])
-
-    @staticmethod
-    def _remove_volume_temporaries(mount, volume):
-        """Temporaries of an operation on this volume that was cut short."""
-        prefix = '%s%s-' % (TMP_PREFIX, volume.name)
-        try:
-            entries = os.listdir(mount)
-        except OSError:
-            return
-        for entry in entries:
-            if entry.startswith(prefix):
-                shutil.rmtree(os.path.join(mount, entry), ignore_errors=True)
+            uuid_ = tclient._uuid_of(snap)
+            if uuid_:
+                self._delete_helper_snapshot(uuid_)
 
     def ensure_export(self, ctx, volume):
         pass
@@ -425,10 +555,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def create_snapshot(self, snapshot):
         volume = snapshot.volume
         share = self._share_of(volume)
-        if not os.path.exists(self.local_path(volume)):
-            msg = (_('Cannot snapshot volume %s: its file is missing on '
-                     'the share.') % volume.id)
-            raise exception.VolumeBackendAPIException(data=msg)
+        self._volume_file(volume)   # mounted, a regular file, or refuse
         try:
             snap_uuid = self._client.create_snapshot(
                 self._export_path(share), volume.name, volume.id,
@@ -492,6 +619,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         snap_uuid = self._snapshot_uuid(snapshot)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
+        self._mount(share)
         self._clone_to_new_volume(snap_uuid, snapshot.volume_name, share,
                                   volume)
         LOG.info('Created volume %(vol)s from snapshot %(snap)s.',
@@ -507,9 +635,13 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         try:
             self._resize_to(path, volume.size)
             self._set_rw_permissions(path)
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                self._delete(path)
+        except Exception as e:
+            self._remove_partial(path)
+            if isinstance(e, exception.CinderException):
+                raise
+            msg = (_('Finishing the clone %(path)s of volume %(id)s failed: '
+                     '%(err)s') % {'path': path, 'id': volume.id, 'err': e})
+            raise exception.VolumeBackendAPIException(data=msg) from e
         return path
 
     def create_cloned_volume(self, volume, src_vref):
@@ -520,8 +652,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         helper is left behind.  On failure it is deleted explicitly.
         """
         src_share = self._share_of(src_vref)
+        self._volume_file(src_vref)   # mounted, a regular file, or refuse
         self._ensure_shares_mounted()
         share = self._find_share(volume)
+        self._mount(share)
         description = '%s-clone-%s' % (volume.name, uuid.uuid4().hex[:12])
         try:
             snap_uuid = self._client.create_snapshot(
@@ -551,6 +685,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """Revert on the array: clone the snapshot, swap it in atomically."""
         snap_uuid = self._snapshot_uuid(snapshot)
         share = self._share_of(volume)
+        self._volume_file(volume)   # mounted, a regular file, or refuse
         try:
             path = self._clone_into_share(snap_uuid, snapshot.volume_name,
                                           share, volume.name, replace=True)
@@ -583,11 +718,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             msg = (_('Cannot extend volume %s while it is attached; '
                      'detach it first.') % volume.id)
             raise exception.ExtendVolumeError(reason=msg)
-        path = self.local_path(volume)
-        if not os.path.exists(path):
-            msg = _('Volume file of %s is missing.') % volume.id
-            raise exception.ExtendVolumeError(reason=msg)
-        self._resize_to(path, new_size)
+        path, _st = self._volume_file(
+            volume, error=lambda m: exception.ExtendVolumeError(reason=m))
+        try:
+            self._resize_to(path, new_size)
+        except exception.VolumeBackendAPIException as e:
+            raise exception.ExtendVolumeError(reason=e.msg)
         LOG.info('Extended volume %(vol)s to %(size)s GiB.',
                  {'vol': volume.id, 'size': new_size})
 
@@ -621,16 +757,47 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             return None
 
     def _provisioned_bytes(self, mount):
-        """Sum of the apparent sizes of the files on a share."""
+        """Sum of the apparent sizes of the files on a share.
+
+        A file or directory that cannot be read (a stale NFS handle, an
+        I/O error) is skipped and counted, never fatal: one bad file must
+        not take every pool out of scheduling.
+        """
         total = 0
-        for root, dirs, files in os.walk(mount):
+        errors = []
+
+        def walk_error(err):
+            errors.append(err)
+
+        for root, dirs, files in os.walk(mount, onerror=walk_error):
             for name in files:
                 try:
                     total += os.lstat(os.path.join(root, name)).st_size
+                except FileNotFoundError:
+                    pass
                 except OSError as e:
-                    if e.errno != errno.ENOENT:
-                        raise
+                    errors.append(e)
+        if errors:
+            LOG.warning('Provisioned space of %(mount)s: skipped %(n)d '
+                        'entries that could not be read, e.g. %(first)s: '
+                        '%(err)s',
+                        {'mount': mount, 'n': len(errors),
+                         'first': errors[0].filename,
+                         'err': share_files.describe(errors[0])})
         return total
+
+    def _pool_capacity(self, share, ds):
+        """(total GiB, free GiB) of a pool; never raises."""
+        if ds:
+            return ds['total_gib'], ds['free_gib']
+        try:
+            total, free, _alloc = self._get_capacity_info(share)
+        except Exception as e:
+            LOG.warning('Cannot read the capacity of share %(share)s; '
+                        'reporting it full: %(err)s',
+                        {'share': share, 'err': e})
+            return 0.0, 0.0
+        return total / units.Gi, free / units.Gi
 
     def _update_volume_stats(self):
         conf = self.configuration
@@ -645,13 +812,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         pools = []
         for share in self._mounted_shares:
             mount = self._get_mount_point_for_share(share)
-            if ds:
-                total_gb = ds['total_gib']
-                free_gb = ds['free_gib']
-            else:
-                total, free, _alloc = self._get_capacity_info(share)
-                total_gb = total / units.Gi
-                free_gb = free / units.Gi
+            total_gb, free_gb = self._pool_capacity(share, ds)
             pools.append({
                 'pool_name': share,
                 'volume_backend_name': backend_name,
@@ -685,19 +846,3 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                        '%s (%.1f of %.1f GiB free)' % (
                            p['pool_name'], p['free_capacity_gb'],
                            p['total_capacity_gb']) for p in pools)})
-
-
-def _idle_seconds(path):
-    """Seconds since anything in the directory ``path`` last changed."""
-    newest = 0.0
-    try:
-        newest = os.lstat(path).st_mtime
-        for entry in os.listdir(path):
-            try:
-                newest = max(newest,
-                             os.lstat(os.path.join(path, entry)).st_mtime)
-            except OSError:
-                pass
-    except OSError:
-        return 0.0
-    return time.time() - newest

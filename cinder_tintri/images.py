@@ -301,9 +301,9 @@ class TintriImageMixin(object):
             os.rename(dest, target)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
-            # The driver may track temporary names in use (claims) so that
-            # its sweep of stale temporaries spares them; release ours.
-            getattr(self, '_tmp_claims', {}).pop(tmp_name, None)
+            # The name is owned (locked) while in use so that no sweep, of
+            # this or another service, removes it; release it.
+            self._tmp_release(tmp_name)
         self._image_finish(target, volume, image_id)
         self._image_touch(share, image_id)
         return target

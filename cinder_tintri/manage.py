@@ -46,6 +46,7 @@ from cinder.privsep import format_inspector
 from cinder.volume import volume_utils
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import timeutils
 from oslo_utils import units
 
 from cinder_tintri import client as tclient
@@ -65,6 +66,11 @@ LIST_MAX_DEPTH = 8
 DELETE_ON_ZERO_CLONES = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 # Formats the driver serves; every volume of this backend is a raw file.
 SERVED_FORMATS = ('raw',)
+# Admin metadata key: the share and path a volume is being managed from.
+MANAGED_FROM = 'tintri_managed_from'
+# A volume left in 'managing' this long by a crashed service is undone at
+# start-up (seconds).
+MANAGE_STUCK = 600
 
 _CONTROL_RE = re.compile('[\x00-\x1f\x7f]')
 
@@ -226,10 +232,16 @@ class TintriManageMixin(object):
         return a.strip('[]').lower() == b.strip('[]').lower()
 
     def _manage_find_share(self, name, existing_ref):
-        """(share, components relative to the share) for a reference."""
-        shares = list(self._mounted_shares)
+        """(share, components relative to the share) for a reference.
+
+        The shares are those configured; the one the reference is on (for
+        a relative reference: every one) is mounted first, and a share
+        that cannot be mounted fails the request instead of making its
+        files look missing.
+        """
+        shares = list(getattr(self, 'shares', None) or self._mounted_shares)
         if not shares:
-            raise _invalid(existing_ref, _('No share is mounted.'))
+            raise _invalid(existing_ref, _('No share is configured.'))
         split = self._manage_split_host(name)
         if split:
             host, path = split
@@ -256,6 +268,7 @@ class TintriManageMixin(object):
                                % {'name': name, 'shares': ', '.join(shares)})
             # Hidden components below the share (checked above for the
             # whole path, which includes the export).
+            self._mount(best[1])
             return best[1], best[2]
         if name.startswith('/'):
             raise _invalid(existing_ref,
@@ -265,6 +278,8 @@ class TintriManageMixin(object):
         comps = self._manage_components(name, existing_ref)
         if not comps:
             raise _invalid(existing_ref, _('The reference names no file.'))
+        for share in shares:
+            self._mount(share)
         found = [share for share in shares
                  if os.path.lexists(os.path.join(
                      self._get_mount_point_for_share(share), *comps))]
@@ -450,14 +465,26 @@ class TintriManageMixin(object):
                            % {'target': volume.name, 'share': loc.share})
 
     def _manage_adopt(self, volume, loc, existing_ref):
+        """Rename the file to the volume's name, recorded first.
+
+        The file's old name is stored in the volume's admin metadata
+        (``MANAGED_FROM``) before the rename.  Cinder records the result
+        (``provider_location``) only after the driver returns, so until
+        then a crash leaves the user's file under the name of a volume
+        that ends in ``error_managing``; deleting that volume, or the next
+        start of the service, renames the file back
+        (:meth:`_manage_undo`).  A failure here renames it back at once.
+        """
         target = self._manage_target(volume, loc)
         renamed = False
         if loc.path != target:
             LOG.info('Managing %(src)s on %(share)s as volume %(id)s.',
                      {'src': loc.rel, 'share': loc.share, 'id': volume.id})
+            self._manage_set_origin(volume, '%s/%s' % (loc.share, loc.rel))
             try:
                 os.rename(loc.path, target)
             except OSError as e:
+                self._manage_set_origin(volume, None)
                 raise _invalid(existing_ref,
                                _('Cannot rename %(name)s to %(target)s: '
                                  '%(err)s')
@@ -477,6 +504,7 @@ class TintriManageMixin(object):
                             {'src': loc.rel})
                 try:
                     os.rename(target, loc.path)
+                    self._manage_set_origin(volume, None)
                 except OSError as e:
                     LOG.error('Could not rename %(target)s back to %(src)s: '
                               '%(err)s', {'target': target, 'src': loc.rel,
@@ -489,6 +517,106 @@ class TintriManageMixin(object):
         with volume.obj_as_admin():
             volume.save()
         return model
+
+    # -- interrupted manages -------------------------------------------
+
+    @staticmethod
+    def _manage_set_origin(volume, origin):
+        if origin is None:
+            volume.admin_metadata.pop(MANAGED_FROM, None)
+        else:
+            volume.admin_metadata[MANAGED_FROM] = origin
+        with volume.obj_as_admin():
+            volume.save()
+
+    def _manage_undo(self, volume):
+        """Give a never-recorded manage's file its old name back.
+
+        For a volume Cinder did not record as managed (no
+        provider_location) whose admin metadata names the file it was
+        managed from: if ``<share>/<volume name>`` is a regular file and
+        the old name is free inside the same share, the file is renamed
+        back.  True when it was.
+        """
+        origin = (volume.admin_metadata or {}).get(MANAGED_FROM)
+        if not origin or volume.provider_location:
+            return False
+        share = rel = None
+        for candidate in list(self._mounted_shares):
+            prefix = candidate.rstrip('/') + '/'
+            if origin.startswith(prefix):
+                share, rel = candidate, origin[len(prefix):]
+                break
+        else:
+            LOG.warning('Volume %(id)s was managed from %(origin)s, which is '
+                        'on no mounted share; not renaming it back.',
+                        {'id': volume.id, 'origin': origin})
+            return False
+        comps = rel.split('/')
+        if any(c in ('', '.', '..') or c.startswith('.') for c in comps):
+            return False
+        mount = os.path.realpath(self._get_mount_point_for_share(share))
+        target = os.path.join(mount, volume.name)
+        source = os.path.join(mount, *comps)
+        try:
+            st = os.lstat(target)
+        except OSError:
+            return False
+        parent = mount
+        for comp in comps[:-1]:
+            parent = os.path.join(parent, comp)
+            if not os.path.isdir(parent) or os.path.islink(parent):
+                return False
+        if not stat.S_ISREG(st.st_mode) or os.path.lexists(source):
+            LOG.warning('Cannot give the file of volume %(id)s its old name '
+                        '%(rel)s back: the name is taken.',
+                        {'id': volume.id, 'rel': rel})
+            return False
+        os.rename(target, source)
+        LOG.info('Volume %(id)s was never recorded as managed: its file is '
+                 '%(rel)s on %(share)s again.',
+                 {'id': volume.id, 'rel': rel, 'share': share})
+        return True
+
+    def _undo_interrupted_manages(self):
+        """At start-up: undo manages that Cinder never recorded.
+
+        Volumes of this backend in error_managing, or stuck in managing
+        for MANAGE_STUCK seconds with no operation holding their lock.
+        """
+        host = getattr(self, 'host', None)
+        if not host:
+            return
+        ctxt = cinder_context.get_admin_context()
+        try:
+            volumes = objects.VolumeList.get_all_by_host(
+                ctxt, volume_utils.extract_host(host, 'backend'))
+        except Exception as e:
+            LOG.warning('Cannot look for interrupted manages: %s', e)
+            return
+        now = timeutils.utcnow()
+        for vol in volumes:
+            if vol.provider_location or MANAGED_FROM not in (
+                    vol.admin_metadata or {}):
+                continue
+            if vol.status == 'managing':
+                changed = vol.updated_at or vol.created_at
+                if changed and (now - changed.replace(tzinfo=None)
+                                ).total_seconds() < MANAGE_STUCK:
+                    continue
+            elif vol.status not in ('error_managing',
+                                    'error_managing_deleting'):
+                continue
+            lock = coordination.COORDINATOR.get_lock('tintri-%s' % vol.id)
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                self._manage_undo(vol)
+            except Exception as e:
+                LOG.warning('Cannot undo the interrupted manage of volume '
+                            '%(id)s: %(err)s', {'id': vol.id, 'err': e})
+            finally:
+                lock.release()
 
     # ------------------------------------------------------------------
     # Volumes: the listing

@@ -699,7 +699,7 @@ class LateArrayWorkTest(FaultMatrixBase):
         self.assertEqual(sorted([claimed, foreign, legacy]),
                          self.share_entries())
         # The operation ends: its name is released and swept.
-        self.drv._tmp_claims.pop(claimed)
+        self.drv._tmp_release(claimed)
         self.drv.get_volume_stats(refresh=True)
         self.assertEqual(sorted([foreign, legacy]), self.share_entries())
         # A restart removes untagged (older driver) temporaries but not a
