@@ -321,24 +321,15 @@ tintri_read_timeout = 30
         subprocess.run([_bin('cinder-manage'), '--config-file', confs[0],
                         'db', 'sync'], check=True, capture_output=True,
                        timeout=600)
-        procs = []
-        for conf in confs:
-            out = open(conf + '.out', 'wb')
-            self.addCleanup(out.close)
-            proc = subprocess.Popen([_bin('cinder-volume'), '--config-file',
-                                     conf], stdout=out,
-                                    stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            # Registered after redis: cleanups run in reverse, so the
-            # services stop before the coordination backend.
-            self.addCleanup(_stop, proc)
-            procs.append(proc)
         wanted = ('Driver post RPC initialization completed successfully',
                   'Tintri backend tintri pools: %s' % SHARE)
         deadline = time.monotonic() + START_DEADLINE
         texts = [''] * len(logs)
-        while True:
-            for i, log in enumerate(logs):
+        procs = []
+
+        def poll(count, want):
+            # True when the first ``count`` services logged ``want``.
+            for i, log in enumerate(logs[:count]):
                 try:
                     with open(log, errors='replace') as f:
                         texts[i] = f.read()
@@ -350,13 +341,34 @@ tintri_read_timeout = 30
                     self.fail('cinder-volume %d exited %s:\n%s\n%s'
                               % (i, procs[i].returncode, texts[i][-6000:],
                                  out[-2000:]))
-            if all(all(w in t for w in wanted) for t in texts):
-                break
+            if all(all(w in t for w in want) for t in texts[:count]):
+                return True
             if time.monotonic() > deadline:
                 self.fail('cinder-volume services not up in %ss:\n%s'
                           % (START_DEADLINE, '\n----\n'.join(
                               t[-3000:] for t in texts)))
             time.sleep(0.5)
+            return False
+
+        for conf in confs:
+            # One sqlite file is shared: the second service starts once
+            # the first has written its service rows (sqlite answers
+            # "database is locked" to two processes upgrading read
+            # transactions at once, whatever the busy timeout).
+            while procs and not poll(len(procs), wanted[:1]):
+                pass
+            out = open(conf + '.out', 'wb')
+            self.addCleanup(out.close)
+            proc = subprocess.Popen([_bin('cinder-volume'), '--config-file',
+                                     conf], stdout=out,
+                                    stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            # Registered after redis: cleanups run in reverse, so the
+            # services stop before the coordination backend.
+            self.addCleanup(_stop, proc)
+            procs.append(proc)
+        while not poll(len(procs), wanted):
+            pass
         for text in texts:
             self.assertNotIn('Active-Active configuration is not currently '
                              'supported', text)
