@@ -94,7 +94,7 @@ def lstat_regular(path, missing_ok=False):
     except FileNotFoundError as e:
         if missing_ok:
             return None
-        raise ShareFileError('%s: %s' % (path, describe(e)), e.errno)
+        raise ShareFileError('%s is missing' % path, e.errno)
     except OSError as e:
         raise ShareFileError('%s: %s' % (path, describe(e)), e.errno)
     if not stat.S_ISREG(st.st_mode):
