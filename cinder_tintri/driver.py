@@ -22,6 +22,8 @@ This module holds Cinder semantics only; everything HTTP lives in
 
 import os
 import shutil
+import time
+import urllib.parse
 import uuid
 
 from cinder.common import constants
@@ -43,9 +45,12 @@ from oslo_utils import units
 
 from cinder_tintri import client as tclient
 from cinder_tintri import images
+from cinder_tintri import inventory
 from cinder_tintri import manage
 from cinder_tintri import options
+from cinder_tintri import pool_stats
 from cinder_tintri import share_files
+from cinder_tintri import snapshot_deletion
 from cinder_tintri import temporaries
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +70,8 @@ TMP_TAG_RE = temporaries.TAG_RE
 FOREIGN_TMP_IDLE = temporaries.FOREIGN_IDLE
 DELETE_ON_ZERO_CLONES = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 SUPPORTED_API_FAMILY = 'v310'
+# Seconds one stats update may spend retrying pending snapshot deletions.
+PENDING_RETRY_BUDGET = 10.0
 
 
 @interface.volumedriver
@@ -109,6 +116,14 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             self.configuration.append_config_values(options.tintri_opts)
         self.vendor_name = self.VENDOR
         self._client = None
+        # Snapshot protocol of the array (direct / refresh), and deletion
+        # of snapshots with clones; made in do_setup.
+        self._inventory = None
+        self._deletion = None
+        # Source volume id -> (helper snapshot uuid, file identity) of the
+        # last clone helper that still serves clones, for reuse.
+        self._clone_helpers = {}
+        self._helpers_outlive_clones = False
         # Temporary directories on the shares, owned by lock while in use.
         self._temps = temporaries.TemporaryDirs(self.host)
         self._thin_provisioning_support = True
@@ -197,8 +212,31 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         if self._client is None:
             self._client = self._make_client()
         self._check_array()
+        conf = self.configuration
+        self._inventory = inventory.Inventory(
+            self._client, mode=conf.tintri_inventory_mode,
+            hostname=self._openstack_hostname(),
+            region=conf.tintri_openstack_region,
+            timeout=conf.tintri_inventory_timeout)
+        self._deletion = snapshot_deletion.SnapshotDeletion(self._client)
         super().do_setup(context)
         self._image_cache_start()
+
+    def _openstack_hostname(self):
+        """The OpenStack host name sent with inventory refreshes."""
+        name = self.configuration.safe_get('tintri_openstack_hostname')
+        if name:
+            return name
+        try:
+            uri = CONF.keystone_authtoken.www_authenticate_uri
+        except (cfg.NoSuchOptError, cfg.NoSuchGroupError, AttributeError):
+            uri = None
+        if uri:
+            try:
+                return urllib.parse.urlsplit(uri).hostname
+            except ValueError:
+                return None
+        return None
 
     def _load_shares_config(self, share_file=None):
         super()._load_shares_config(share_file)
@@ -551,56 +589,94 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     # Snapshots
     # ------------------------------------------------------------------
 
+    def _snapshot_file(self, share, file_name, key_id, description,
+                       deletion_policy=None, export=None):
+        """Array snapshot of ``<share>/<file_name>`` (either protocol).
+
+        ``key_id`` is the id the array files the file under: the volume
+        id, or an image id.  Raises VolumeBackendAPIException, naming the
+        array's snapshot limit when that is what refused it.
+        """
+        export = export or self._export_path(share)
+        try:
+            return self._inventory.snapshot(export, file_name, key_id,
+                                            description,
+                                            deletion_policy=deletion_policy)
+        except inventory.SnapshotLimitReached as e:
+            msg = (_('Cannot snapshot %(file)s: %(err)s')
+                   % {'file': file_name, 'err': e})
+            raise exception.VolumeBackendAPIException(data=msg)
+
+    def _remember_vm(self, volume):
+        """Record the volume's VMstore VM uuid in its provider_id."""
+        vm = self._inventory.cached(volume.id)
+        if vm is None or volume.provider_id == vm.vm_uuid:
+            return
+        volume.provider_id = vm.vm_uuid
+        try:
+            volume.save()
+        except Exception as e:
+            LOG.debug('Cannot record the VM of volume %s: %s', volume.id, e)
+
     @coordination.synchronized('tintri-{snapshot.volume_id}')
     def create_snapshot(self, snapshot):
         volume = snapshot.volume
         share = self._share_of(volume)
         self._volume_file(volume)   # mounted, a regular file, or refuse
         try:
-            snap_uuid = self._client.create_snapshot(
-                self._export_path(share), volume.name, volume.id,
-                snapshot.name, vm_name=volume.name)
+            snap_uuid = self._snapshot_file(share, volume.name, volume.id,
+                                            snapshot.name)
         except tclient.TintriError as e:
             raise self._api_error(_('Creating snapshot %s') % snapshot.id, e)
+        self._remember_vm(volume)
         LOG.info('Created VMstore snapshot %(uuid)s for snapshot %(id)s.',
                  {'uuid': snap_uuid, 'id': snapshot.id})
         return {'provider_id': snap_uuid}
 
     @coordination.synchronized('tintri-{snapshot.volume_id}')
     def delete_snapshot(self, snapshot):
-        """Delete the array snapshot; idempotent.
+        """Delete the array snapshot; idempotent; never waits for clones.
 
-        A snapshot that still has clones (volumes created from it) cannot
-        be deleted by the array; it is switched to
-        DELETE_ON_ZERO_CLONE_REFERENCES so that the array removes it when
-        the last of those volumes goes.
+        A snapshot that still has clones (volumes created from it) is
+        deleted by the array with its last clone: the array accepts the
+        DELETE and keeps the blocks, or takes
+        DELETE_ON_ZERO_CLONE_REFERENCES as its deletion policy, or - when
+        it does neither - the driver records it as pending deletion on the
+        volume's share and deletes it from the periodic task once the
+        array accepts (:mod:`cinder_tintri.snapshot_deletion`).
         """
         snap_uuid = self._find_snapshot_uuid(snapshot)
         if not snap_uuid:
             LOG.info('Snapshot %s has no VMstore snapshot; nothing to '
                      'delete.', snapshot.id)
             return
-        try:
-            self._client.delete_snapshot(snap_uuid)
-        except tclient.SnapshotHasClones:
-            LOG.info('VMstore snapshot %s still has clones; the array will '
-                     'delete it when they are gone.', snap_uuid)
+        mount = None
+        share = snapshot.volume.provider_location
+        if share:
             try:
-                self._client.set_snapshot_deletion_policy(
-                    snap_uuid, DELETE_ON_ZERO_CLONES)
-            except tclient.TintriError as e:
-                raise self._api_error(
-                    _('Deleting snapshot %s') % snapshot.id, e)
+                mount = self._mount(share)
+            except exception.VolumeBackendAPIException as e:
+                LOG.warning('Snapshot %(id)s: %(err)s', {'id': snapshot.id,
+                                                         'err': e})
+        try:
+            self._deletion.delete(
+                snap_uuid, mount=mount,
+                info={'snapshot_id': snapshot.id,
+                      'volume_id': snapshot.volume_id})
         except tclient.TintriError as e:
             raise self._api_error(_('Deleting snapshot %s') % snapshot.id, e)
 
     def _find_snapshot_uuid(self, snapshot):
-        """The array snapshot's UUID: provider_id, else by its name."""
+        """The array snapshot's UUID: provider_id, else by its name.
+
+        The name (``snapshot-<id>``) is unique; it is looked up without a
+        VM filter because the VM a snapshot is filed under depends on the
+        protocol (the volume id, or the array's VM uuid).
+        """
         if snapshot.provider_id:
             return snapshot.provider_id
-        found = self._client.find_snapshot_by_description(
-            snapshot.name, vm_uuid=snapshot.volume_id)
-        return found['uuid']['uuid'] if found else None
+        found = self._client.find_snapshot_by_description(snapshot.name)
+        return tclient._uuid_of(found) if found else None
 
     def _snapshot_uuid(self, snapshot):
         snap_uuid = self._find_snapshot_uuid(snapshot)
@@ -645,33 +721,83 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         return path
 
     def create_cloned_volume(self, volume, src_vref):
-        """Snapshot the source with a self-deleting helper, clone it.
+        """Clone the source through a helper snapshot.
 
-        The helper snapshot carries DELETE_ON_ZERO_CLONE_REFERENCES: the
-        array removes it together with the clone's last reference, so no
-        helper is left behind.  On failure it is deleted explicitly.
+        The helper carries DELETE_ON_ZERO_CLONE_REFERENCES and is deleted
+        as soon as the clone has landed; an array that refuses because
+        the clone still references it deletes it with that clone.  While
+        such a helper lives it is reused for further clones of a detached
+        source whose file has not changed since (same inode, size, mtime
+        and ctime), so repeated clones do not spend the VM's snapshot
+        budget.  On failure a new helper is deleted.
         """
         src_share = self._share_of(src_vref)
-        self._volume_file(src_vref)   # mounted, a regular file, or refuse
+        _path, src_st = self._volume_file(src_vref)   # or refuse
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
-        description = '%s-clone-%s' % (volume.name, uuid.uuid4().hex[:12])
-        try:
-            snap_uuid = self._client.create_snapshot(
-                self._export_path(src_share), src_vref.name, src_vref.id,
-                description, deletion_policy=DELETE_ON_ZERO_CLONES,
-                vm_name=src_vref.name)
-        except tclient.TintriError as e:
-            raise self._api_error(_('Snapshot for clone %s') % volume.id, e)
+        identity = (src_st.st_ino, src_st.st_size, src_st.st_mtime_ns,
+                    src_st.st_ctime_ns)
+        snap_uuid = self._reusable_helper(src_vref, identity)
+        reused = snap_uuid is not None
+        if not reused:
+            description = '%s-clone-%s' % (volume.name,
+                                           uuid.uuid4().hex[:12])
+            try:
+                snap_uuid = self._snapshot_file(
+                    src_share, src_vref.name, src_vref.id, description,
+                    deletion_policy=DELETE_ON_ZERO_CLONES)
+            except tclient.TintriError as e:
+                raise self._api_error(_('Snapshot for clone %s') % volume.id,
+                                      e)
         try:
             self._clone_to_new_volume(snap_uuid, src_vref.name, share, volume)
         except Exception:
             with excutils.save_and_reraise_exception():
-                self._delete_helper_snapshot(snap_uuid)
-        LOG.info('Cloned volume %(src)s to %(vol)s.',
-                 {'src': src_vref.id, 'vol': volume.id})
+                if not reused:
+                    self._delete_helper_snapshot(snap_uuid)
+        if not reused:
+            self._retire_helper(src_vref, snap_uuid, identity)
+        LOG.info('Cloned volume %(src)s to %(vol)s%(how)s.',
+                 {'src': src_vref.id, 'vol': volume.id,
+                  'how': ' (reusing helper snapshot %s)' % snap_uuid
+                  if reused else ''})
         return {'provider_location': share}
+
+    def _reusable_helper(self, src_vref, identity):
+        cached = self._clone_helpers.get(src_vref.id)
+        if cached is None or cached[1] != identity:
+            return None
+        if src_vref.attach_status == 'attached':
+            return None   # writes may be in flight
+        try:
+            snap = self._client.get_snapshot(cached[0])
+        except tclient.TintriError:
+            snap = None
+        if not snap or snap.get('isDeleted'):
+            self._clone_helpers.pop(src_vref.id, None)
+            return None
+        return cached[0]
+
+    def _retire_helper(self, src_vref, snap_uuid, identity):
+        """Delete a helper once its clone landed, or keep it for reuse.
+
+        An array that refused once to delete a helper with a clone is not
+        asked again (it deletes helpers with their clones).
+        """
+        if self._helpers_outlive_clones:
+            self._clone_helpers[src_vref.id] = (snap_uuid, identity)
+            return
+        try:
+            self._client.delete_snapshot(snap_uuid)
+            return
+        except tclient.SnapshotHasClones:
+            # It goes with its clone (DELETE_ON_ZERO_CLONE_REFERENCES).
+            self._helpers_outlive_clones = True
+            self._clone_helpers[src_vref.id] = (snap_uuid, identity)
+        except tclient.TintriError as e:
+            LOG.info('Helper snapshot %(uuid)s stays until its clone is '
+                     'deleted: %(err)s', {'uuid': snap_uuid, 'err': e})
 
     def _delete_helper_snapshot(self, snap_uuid):
         try:
@@ -748,57 +874,6 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def _get_pool_name_from_share(self, share):
         return share
 
-    def _datastore_stats(self):
-        try:
-            return self._client.get_datastore_stats()
-        except tclient.TintriError as e:
-            LOG.warning('Cannot read VMstore capacity, using the share '
-                        'instead: %s', e)
-            return None
-
-    def _provisioned_bytes(self, mount):
-        """Sum of the apparent sizes of the files on a share.
-
-        A file or directory that cannot be read (a stale NFS handle, an
-        I/O error) is skipped and counted, never fatal: one bad file must
-        not take every pool out of scheduling.
-        """
-        total = 0
-        errors = []
-
-        def walk_error(err):
-            errors.append(err)
-
-        for root, dirs, files in os.walk(mount, onerror=walk_error):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(root, name)).st_size
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    errors.append(e)
-        if errors:
-            LOG.warning('Provisioned space of %(mount)s: skipped %(n)d '
-                        'entries that could not be read, e.g. %(first)s: '
-                        '%(err)s',
-                        {'mount': mount, 'n': len(errors),
-                         'first': errors[0].filename,
-                         'err': share_files.describe(errors[0])})
-        return total
-
-    def _pool_capacity(self, share, ds):
-        """(total GiB, free GiB) of a pool; never raises."""
-        if ds:
-            return ds['total_gib'], ds['free_gib']
-        try:
-            total, free, _alloc = self._get_capacity_info(share)
-        except Exception as e:
-            LOG.warning('Cannot read the capacity of share %(share)s; '
-                        'reporting it full: %(err)s',
-                        {'share': share, 'err': e})
-            return 0.0, 0.0
-        return total / units.Gi, free / units.Gi
-
     def _update_volume_stats(self):
         conf = self.configuration
         self._ensure_shares_mounted()
@@ -806,30 +881,31 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             self._remove_stale_temporaries(startup=False)
         except Exception:
             LOG.warning('Removing stale temporaries failed.', exc_info=True)
-        ds = self._datastore_stats()
+        try:
+            self._deletion.retry(
+                [self._get_mount_point_for_share(share)
+                 for share in self._mounted_shares],
+                deadline=time.monotonic() + PENDING_RETRY_BUDGET)
+        except Exception:
+            LOG.warning('Retrying pending snapshot deletions failed.',
+                        exc_info=True)
         backend_name = (conf.safe_get('volume_backend_name')
                         or self.volume_backend_name)
-        pools = []
-        for share in self._mounted_shares:
-            mount = self._get_mount_point_for_share(share)
-            total_gb, free_gb = self._pool_capacity(share, ds)
-            pools.append({
-                'pool_name': share,
-                'volume_backend_name': backend_name,
-                'total_capacity_gb': round(total_gb, 2),
-                'free_capacity_gb': round(free_gb, 2),
-                'provisioned_capacity_gb': round(
-                    self._provisioned_bytes(mount) / units.Gi, 2),
-                'reserved_percentage': conf.reserved_percentage,
-                'max_over_subscription_ratio': (
-                    self.max_over_subscription_ratio),
-                'thin_provisioning_support': True,
-                'thick_provisioning_support': False,
-                'multiattach': False,
-                'QoS_support': False,
-                'online_extend_support': False,
-                'sparse_copy_volume': True,
-            })
+        pools = pool_stats.PoolStats(
+            self._client, self._get_capacity_info,
+            self._get_mount_point_for_share).pools(
+                list(self._mounted_shares), {
+                    'volume_backend_name': backend_name,
+                    'reserved_percentage': conf.reserved_percentage,
+                    'max_over_subscription_ratio': (
+                        self.max_over_subscription_ratio),
+                    'thin_provisioning_support': True,
+                    'thick_provisioning_support': False,
+                    'multiattach': False,
+                    'QoS_support': False,
+                    'online_extend_support': False,
+                    'sparse_copy_volume': True,
+                })
         self._stats = {
             'volume_backend_name': backend_name,
             'vendor_name': self.VENDOR,

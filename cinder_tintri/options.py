@@ -130,7 +130,51 @@ image_cache_opts = [
                     'not wait.'),
 ]
 
-tintri_opts = legacy_opts + connection_opts + image_cache_opts
+# How the driver speaks to the two VMstore generations.
+inventory_opts = [
+    cfg.StrOpt('tintri_inventory_mode',
+               default='auto',
+               choices=[
+                   ('auto', 'Start with the direct form; switch to '
+                            '"refresh" for the rest of the service\'s '
+                            'life once the array refuses a snapshot of a '
+                            'file it has not inventoried and the refresh '
+                            'form works.'),
+                   ('direct', 'Snapshot files the array has never '
+                              'inventoried, naming them by the Cinder '
+                              'volume id (VMstore 4.x, the removed '
+                              'in-tree driver).'),
+                   ('refresh', 'Ask the array to inventory the file '
+                               '(cinder/host/refresh), look it up as a '
+                               'virtual disk and snapshot the VM it '
+                               'belongs to (VMstore >= 6.0.1.1, DDN\'s '
+                               'drivers).')],
+               help='How snapshots name the file they are taken of.'),
+    cfg.HostAddressOpt('tintri_openstack_hostname',
+                       help='Host name (or address) of the OpenStack '
+                            'endpoint the VMstore is registered with as a '
+                            'hypervisor manager; sent with every inventory '
+                            'refresh (refresh protocol). Without it the '
+                            'host of [keystone_authtoken] '
+                            'www_authenticate_uri is used; a refresh '
+                            'without either fails with an error naming '
+                            'this option.'),
+    cfg.StrOpt('tintri_openstack_region',
+               default='RegionOne',
+               help='OpenStack region sent with an inventory refresh '
+                    '(refresh protocol).'),
+    cfg.FloatOpt('tintri_inventory_timeout',
+                 default=30.0,
+                 min=1.0,
+                 help='Seconds to wait for the VMstore to list a refreshed '
+                      'file as a virtual disk before the operation fails '
+                      '(refresh protocol). The wait polls with capped '
+                      'exponential backoff and refreshes once more at half '
+                      'time.'),
+]
+
+tintri_opts = (legacy_opts + connection_opts + image_cache_opts
+               + inventory_opts)
 
 
 def list_opts():

@@ -32,6 +32,7 @@ from oslo_utils import units
 
 from cinder_tintri import driver as tdriver
 from cinder_tintri import manage as tmanage
+from cinder_tintri import pool_stats
 from cinder_tintri import temporaries
 from tests.unit import driver_base
 
@@ -363,7 +364,7 @@ class StatsTest(HostileShareBase):
                 raise OSError(err, os.strerror(err), str(path))
             return real(path, *a, **kw)
         with mock.patch('os.lstat', side_effect=lstat), \
-                mock.patch.object(tdriver.LOG, 'warning') as warn:
+                mock.patch.object(pool_stats.LOG, 'warning') as warn:
             stats = self.drv.get_volume_stats(refresh=True)
         self.assertEqual([self.share],
                          [p['pool_name'] for p in stats['pools']])
