@@ -120,9 +120,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         # of snapshots with clones; made in do_setup.
         self._inventory = None
         self._deletion = None
-        # Source volume id -> (helper snapshot uuid, file identity) of the
-        # last clone helper that still serves clones, for reuse.
-        self._clone_helpers = {}
+        # Volume id -> (snapshot uuid, identity of the file when it was
+        # taken): the newest snapshot of a detached volume, or a helper
+        # that outlives its clone, from which an unchanged volume is
+        # cloned without a new snapshot.
+        self._clone_sources = {}
         self._helpers_outlive_clones = False
         # Temporary directories on the shares, owned by lock while in use.
         self._temps = temporaries.TemporaryDirs(self.host)
@@ -622,13 +624,19 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def create_snapshot(self, snapshot):
         volume = snapshot.volume
         share = self._share_of(volume)
-        self._volume_file(volume)   # mounted, a regular file, or refuse
+        path, _st = self._volume_file(volume)   # or refuse
+        detached = volume.attach_status == 'detached'
+        identity = self._fresh_identity(path) if detached else None
         try:
             snap_uuid = self._snapshot_file(share, volume.name, volume.id,
                                             snapshot.name)
         except tclient.TintriError as e:
             raise self._api_error(_('Creating snapshot %s') % snapshot.id, e)
         self._remember_vm(volume)
+        if identity is not None:
+            # An unchanged detached volume is cloned from this snapshot
+            # instead of a new helper (create_cloned_volume).
+            self._clone_sources[volume.id] = (snap_uuid, identity)
         LOG.info('Created VMstore snapshot %(uuid)s for snapshot %(id)s.',
                  {'uuid': snap_uuid, 'id': snapshot.id})
         return {'provider_id': snap_uuid}
@@ -650,6 +658,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             LOG.info('Snapshot %s has no VMstore snapshot; nothing to '
                      'delete.', snapshot.id)
             return
+        if self._clone_sources.get(snapshot.volume_id, (None,))[0] == \
+                snap_uuid:
+            self._clone_sources.pop(snapshot.volume_id, None)
         mount = None
         share = snapshot.volume.provider_location
         if share:
@@ -721,23 +732,24 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         return path
 
     def create_cloned_volume(self, volume, src_vref):
-        """Clone the source through a helper snapshot.
+        """Clone the source through a snapshot, without spending budget.
 
-        The helper carries DELETE_ON_ZERO_CLONE_REFERENCES and is deleted
-        as soon as the clone has landed; an array that refuses because
-        the clone still references it deletes it with that clone.  While
-        such a helper lives it is reused for further clones of a detached
-        source whose file has not changed since (same inode, size, mtime
-        and ctime), so repeated clones do not spend the VM's snapshot
-        budget.  On failure a new helper is deleted.
+        A detached source whose file has not changed (same inode, size,
+        mtime and ctime) since its newest snapshot, or since a helper that
+        still lives, is cloned from that snapshot: no new snapshot.
+        Otherwise a helper snapshot is made with
+        DELETE_ON_ZERO_CLONE_REFERENCES and deleted as soon as the clone
+        has landed; an array that refuses because the clone still
+        references it deletes it with that clone.  Either way clones do
+        not spend the VM's snapshot budget (128).  On failure a new helper
+        is deleted.
         """
         src_share = self._share_of(src_vref)
-        _path, src_st = self._volume_file(src_vref)   # or refuse
+        src_path, _st = self._volume_file(src_vref)   # or refuse
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
-        identity = (src_st.st_ino, src_st.st_size, src_st.st_mtime_ns,
-                    src_st.st_ctime_ns)
+        identity = self._fresh_identity(src_path)
         snap_uuid = self._reusable_helper(src_vref, identity)
         reused = snap_uuid is not None
         if not reused:
@@ -764,18 +776,29 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                   if reused else ''})
         return {'provider_location': share}
 
-    def _reusable_helper(self, src_vref, identity):
-        cached = self._clone_helpers.get(src_vref.id)
-        if cached is None or cached[1] != identity:
+    @staticmethod
+    def _fresh_identity(path):
+        """What changes when the file is written or replaced (not cached)."""
+        try:
+            st = share_files.fresh_stat(path)
+        except share_files.ShareFileError:
             return None
-        if src_vref.attach_status == 'attached':
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                st.st_ctime_ns)
+
+    def _reusable_helper(self, src_vref, identity):
+        """A live snapshot of the unchanged detached source, or None."""
+        cached = self._clone_sources.get(src_vref.id)
+        if cached is None or identity is None or cached[1] != identity:
+            return None
+        if src_vref.attach_status != 'detached':
             return None   # writes may be in flight
         try:
             snap = self._client.get_snapshot(cached[0])
         except tclient.TintriError:
             snap = None
         if not snap or snap.get('isDeleted'):
-            self._clone_helpers.pop(src_vref.id, None)
+            self._clone_sources.pop(src_vref.id, None)
             return None
         return cached[0]
 
@@ -786,7 +809,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         asked again (it deletes helpers with their clones).
         """
         if self._helpers_outlive_clones:
-            self._clone_helpers[src_vref.id] = (snap_uuid, identity)
+            self._clone_sources[src_vref.id] = (snap_uuid, identity)
             return
         try:
             self._client.delete_snapshot(snap_uuid)
@@ -794,7 +817,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.SnapshotHasClones:
             # It goes with its clone (DELETE_ON_ZERO_CLONE_REFERENCES).
             self._helpers_outlive_clones = True
-            self._clone_helpers[src_vref.id] = (snap_uuid, identity)
+            self._clone_sources[src_vref.id] = (snap_uuid, identity)
         except tclient.TintriError as e:
             LOG.info('Helper snapshot %(uuid)s stays until its clone is '
                      'deleted: %(err)s', {'uuid': snap_uuid, 'err': e})

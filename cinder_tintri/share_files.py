@@ -108,6 +108,28 @@ def lstat_regular(path, missing_ok=False):
     return st
 
 
+def fresh_stat(path):
+    """fstat of the regular file ``path``, opened without following links.
+
+    Opening makes an NFS client revalidate its cached attributes
+    (close-to-open consistency), so the mtime and size are the server's,
+    not what an lstat may answer from the attribute cache.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+    except OSError as e:
+        raise ShareFileError('%s: %s' % (path, describe(e)), e.errno)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ShareFileError('%s is %s, not a regular file'
+                             % (path, kind_of(st.st_mode)))
+    return st
+
+
 def grow(path, size):
     """Grow the regular file ``path`` to ``size`` bytes (sparse).
 
