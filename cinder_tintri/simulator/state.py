@@ -531,8 +531,9 @@ class SimState(object):
             return
         code, status = '2001', 501
         if self.strict_endpoints and template:
-            code, status = official.missing_entity(
-                'GET', template, default=('2001', 501))
+            # endpoints documenting none of 2001/0102/8001: the generic
+            # 8001 (INFERRED)
+            code, status = official.missing_entity('GET', template)
         if code == '2001':
             cause = "Datastore '%s' is not supported" % ident
         else:
