@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 
+from cinder_tintri.simulator import profiles
 from cinder_tintri.simulator import server
 
 
@@ -66,10 +67,66 @@ def build_parser():
                         help='seconds of inactivity after which a session '
                              'expires and calls get 401 ERR-API-0104 '
                              '(default 1800)')
+    group = parser.add_argument_group(
+        'profile', 'The array generation to simulate and its switches; a '
+        'switch not given takes the profile\'s default.')
+    group.add_argument('--profile', choices=profiles.PROFILES,
+                       default='vmstore4',
+                       help='vmstore4 (default): the VMstore 4.x era, '
+                            'lenient; vmstore6: VMstore >= 6.0.1.1, strict '
+                            '(official endpoints and fields only, '
+                            'snapshots of inventoried files only, 128 '
+                            'snapshots per VM)')
+    group.add_argument('--strict-endpoints',
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help='serve only the official index endpoints '
+                            '(others: 404 ERR-API-8001) with their '
+                            'documented error codes (vmstore6 default)')
+    group.add_argument('--strict-fields',
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help='only documented DTO fields in responses; '
+                            'unknown query parameters 400 ERR-API-4003, '
+                            'unknown body fields 400 ERR-API-0020 '
+                            '(vmstore6 default)')
+    group.add_argument('--require-inventory',
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help='VMs/virtual disks only for files a '
+                            'cinder/host/refresh named; cinder/snapshot '
+                            'only of those, with their vmTintriUuid '
+                            '(vmstore6 default)')
+    group.add_argument('--inventory-lag', type=float, default=None,
+                       metavar='SECONDS',
+                       help='delay between a refresh and the file being '
+                            'inventoried (vmstore4 0, vmstore6 0.2)')
+    group.add_argument('--snapshot-limit', type=int, default=None,
+                       metavar='N',
+                       help='live snapshots a VM may hold; 0: no limit '
+                            '(vmstore4 0, vmstore6 128)')
+    group.add_argument('--delete-with-clones',
+                       choices=profiles.DELETE_MODES, default=None,
+                       help='deleting a snapshot that has clones: accept '
+                            '(kept as deleted until its clones go), '
+                            'refuse_put (500 ERR-API-3107, PUT '
+                            'snapshot/{uuid} served; vmstore4 default) or '
+                            'refuse (500 ERR-API-3107, no PUT; vmstore6 '
+                            'default)')
     parser.add_argument('--debug', action='store_true',
                         help='log every request (method and path only) to '
                              'stderr')
     return parser
+
+
+def profile_kwargs(args):
+    """VMstoreSimulator keyword arguments for the profile options."""
+    return {
+        'profile': args.profile,
+        'strict_endpoints': args.strict_endpoints,
+        'strict_fields': args.strict_fields,
+        'require_inventory': args.require_inventory,
+        'inventory_lag': args.inventory_lag,
+        'snapshot_limit': args.snapshot_limit,
+        'delete_with_clones': args.delete_with_clones,
+    }
 
 
 def main(argv=None):
@@ -88,12 +145,16 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    sim = server.VMstoreSimulator(
-        root=args.root, host=args.host, port=args.port,
-        tls=not args.plain_http, username=args.username,
-        password=args.password, page_size=args.page_size,
-        session_idle_timeout=args.session_idle_timeout,
-        capacity_gib=args.capacity_gib)
+    try:
+        sim = server.VMstoreSimulator(
+            root=args.root, host=args.host, port=args.port,
+            tls=not args.plain_http, username=args.username,
+            password=args.password, page_size=args.page_size,
+            session_idle_timeout=args.session_idle_timeout,
+            capacity_gib=args.capacity_gib, **profile_kwargs(args))
+    except ValueError as exc:
+        sys.stderr.write('tintri-vmstore-sim: %s\n' % exc)
+        return 2
     try:
         sim.start()
     except OSError as exc:

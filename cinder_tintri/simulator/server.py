@@ -39,6 +39,8 @@ import threading
 import time
 from urllib import parse
 
+from cinder_tintri.simulator import official
+from cinder_tintri.simulator import profiles
 from cinder_tintri.simulator import state as sim_state
 from cinder_tintri.simulator import tls
 
@@ -53,7 +55,16 @@ def _route(template, handlers, auth=True):
     pattern = re.escape(template)
     pattern = pattern.replace(re.escape('{uuid}'), '(?P<uuid>[^/]+)')
     pattern = pattern.replace(re.escape('{id}'), '(?P<id>[^/]+)')
+    # fileDirInfo: a path relative to /tintri, '/' encoded or not
+    pattern = pattern.replace(re.escape('{path}'), '(?P<path>.+)')
     return (template, re.compile('^' + pattern + '$'), handlers, auth)
+
+
+def official_template(template):
+    """A route template as the official index writes it (``/v310/...``)."""
+    if template.startswith(API + '/'):
+        return template[len('/api'):]
+    return template
 
 
 def _h_info(st, ctx):
@@ -88,18 +99,23 @@ def _h_appliances(st, ctx):
 
 
 def _h_appliance(st, ctx):
-    st.check_appliance(ctx['params']['id'])
+    st.check_appliance(ctx['params']['id'], ctx['template'])
     return sim_state.Reply(200, [st.appliance()])
 
 
 def _h_appliance_info(st, ctx):
-    st.check_appliance(ctx['params']['id'])
+    st.check_appliance(ctx['params']['id'], ctx['template'])
     return sim_state.Reply(200, st.appliance_info())
 
 
 def _h_appliance_ips(st, ctx):
-    st.check_appliance(ctx['params']['id'])
+    st.check_appliance(ctx['params']['id'], ctx['template'])
     return sim_state.Reply(200, st.appliance_ips())
+
+
+def _h_file_dir_info(st, ctx):
+    st.check_appliance(ctx['params']['id'], ctx['template'])
+    return sim_state.Reply(200, st.file_dir_info(ctx['params']['path']))
 
 
 def _h_datastores(st, ctx):
@@ -107,17 +123,17 @@ def _h_datastores(st, ctx):
 
 
 def _h_datastore(st, ctx):
-    st.check_datastore(ctx['params']['id'])
+    st.check_datastore(ctx['params']['id'], ctx['template'])
     return sim_state.Reply(200, st.datastore_view())
 
 
 def _h_stats_realtime(st, ctx):
-    st.check_datastore(ctx['params']['id'])
+    st.check_datastore(ctx['params']['id'], ctx['template'])
     return sim_state.Reply(200, st.stats_page(ctx['query']))
 
 
 def _h_stats_summary(st, ctx):
-    st.check_datastore(ctx['params']['id'])
+    st.check_datastore(ctx['params']['id'], ctx['template'])
     return sim_state.Reply(200, st.datastore_stat())
 
 
@@ -181,6 +197,8 @@ ROUTES = [
     _route(API + '/appliance/{id}', {'GET': _h_appliance}),
     _route(API + '/appliance/{id}/info', {'GET': _h_appliance_info}),
     _route(API + '/appliance/{id}/ips', {'GET': _h_appliance_ips}),
+    _route(API + '/appliance/{id}/fileDirInfo/{path}',
+           {'GET': _h_file_dir_info}),
     _route(API + '/datastore', {'GET': _h_datastores}),
     _route(API + '/datastore/{id}', {'GET': _h_datastore}),
     _route(API + '/datastore/{id}/statsRealtime',
@@ -350,24 +368,44 @@ class Handler(http_server.BaseHTTPRequestHandler):
             if mode == 'delay' and not sim._sleep(fault['delay']):
                 raise _Drop()
             lose = mode == 'lose_response'
-        reply = self._handle(sim, handlers, auth, params, query, raw)
+        reply = self._handle(sim, handlers, auth, params, query, raw,
+                             template)
         if lose:
             raise _Drop()
         self._send(reply)
 
-    def _handle(self, sim, handlers, auth, params, query, raw):
+    def _handle(self, sim, handlers, auth, params, query, raw,
+                template=None):
+        st = sim._state
         if handlers is None:
             return sim_state.error_reply(sim_state.ApiError(
                 404, 'ERR-API-8001',
                 'No resource at %s' % parse.urlsplit(self.path).path))
+        otemplate = official_template(template)
+        put_snapshot = st.delete_with_clones == 'refuse_put'
         handler = handlers.get(self.command)
+        if handler is _h_snapshot_put and not put_snapshot:
+            handler = None
+        if st.strict_endpoints and not official.allowed(
+                self.command, otemplate, put_snapshot=put_snapshot):
+            handler = None
+            served = []
+        else:
+            served = [m for m, h in handlers.items()
+                      if h is not _h_snapshot_put or put_snapshot]
         if handler is None:
+            if st.strict_endpoints:
+                # The array answers like an unknown resource (INFERRED).
+                return sim_state.error_reply(sim_state.ApiError(
+                    404, 'ERR-API-8001', 'No resource at %s %s' % (
+                        self.command, parse.urlsplit(self.path).path)))
             return sim_state.Reply(405, sim_state.ApiError(
                 405, 'ERR-API-0005', 'Method %s is not supported here'
                 % self.command).body(),
-                [('Allow', ', '.join(sorted(handlers)))])
+                [('Allow', ', '.join(sorted(served)))])
         ctx = {
             'params': params,
+            'template': otemplate,
             'query': sim_state.Query(query),
             'headers': self.headers,
             'client': self.client_address[0],
@@ -375,12 +413,13 @@ class Handler(http_server.BaseHTTPRequestHandler):
             'json': None,
             'session': None,
         }
-        st = sim._state
         try:
             with st.lock:
                 st.invalidate()
                 if auth:
                     ctx['session'] = st.authenticate(self.headers)
+                if st.strict_fields:
+                    self._check_query(ctx['query'], otemplate)
                 if raw:
                     try:
                         ctx['json'] = json.loads(raw.decode('utf-8'))
@@ -395,6 +434,17 @@ class Handler(http_server.BaseHTTPRequestHandler):
                           self.command, parse.urlsplit(self.path).path)
             return sim_state.error_reply(sim_state.ApiError(
                 500, 'ERR-API-0007', '%s: %s' % (type(exc).__name__, exc)))
+
+    def _check_query(self, query, otemplate):
+        """400 ERR-API-4003 for parameters outside the FilterSpec."""
+        spec, fields = official.query_spec(self.command, otemplate)
+        if fields is None:
+            return
+        unknown = sorted(k for k in query.values if k not in fields)
+        if unknown:
+            raise sim_state.ApiError(
+                400, 'ERR-API-4003', 'Invalid query parameter(s) for %s: %s'
+                % (spec, ', '.join(unknown)))
 
 
 class _Server(http_server.ThreadingHTTPServer):
@@ -481,16 +531,42 @@ class VMstoreSimulator(object):
         ``'volume_id'``: refreshed files report the Cinder volume id.
     ``accept_basic_auth``
         Treat HTTP basic credentials as a session (default False).
+
+    Profiles (``profile='vmstore4'``, the default, or ``'vmstore6'``) set
+    the defaults of the switches ``strict_endpoints``, ``strict_fields``,
+    ``require_inventory``, ``inventory_lag``, ``snapshot_limit`` (0: no
+    limit) and ``delete_with_clones`` (``'accept'``, ``'refuse_put'``,
+    ``'refuse'``); ``None`` keeps the profile's default.  All are
+    read-only attributes.  ``refresh_lag`` is the old name of
+    ``inventory_lag``.
     """
 
     def __init__(self, root=None, host='127.0.0.1', port=0, tls=True,
                  username='admin', password='tintri', page_size=2000,
                  session_idle_timeout=1800.0, capacity_gib=1024.0,
                  use_reflink=True, vd_requires_refresh=True,
-                 refresh_lag=0.0, vm_name_style='file',
-                 accept_basic_auth=False):
+                 refresh_lag=None, vm_name_style='file',
+                 accept_basic_auth=False, profile='vmstore4',
+                 strict_endpoints=None, strict_fields=None,
+                 require_inventory=None, inventory_lag=None,
+                 snapshot_limit=None, delete_with_clones=None):
         if int(page_size) < 1:
             raise ValueError('page_size must be >= 1')
+        if refresh_lag is not None:
+            if inventory_lag is not None and \
+                    float(inventory_lag) != float(refresh_lag):
+                raise ValueError('refresh_lag is the old name of '
+                                 'inventory_lag; give only one')
+            inventory_lag = refresh_lag
+        self._settings = profiles.resolve(
+            profile, strict_endpoints=strict_endpoints,
+            strict_fields=strict_fields,
+            require_inventory=require_inventory,
+            inventory_lag=inventory_lag, snapshot_limit=snapshot_limit,
+            delete_with_clones=delete_with_clones)
+        if self._settings['require_inventory'] and not vd_requires_refresh:
+            raise ValueError('vd_requires_refresh=False contradicts '
+                             'require_inventory')
         self._root_arg = root
         self.host = host
         self._port_arg = int(port)
@@ -500,11 +576,13 @@ class VMstoreSimulator(object):
         self.page_size = int(page_size)
         self.session_idle_timeout = float(session_idle_timeout)
         self.capacity_gib = float(capacity_gib)
+        if vm_name_style not in ('file', 'volume_id'):
+            raise ValueError('vm_name_style must be file or volume_id')
         self._options = dict(use_reflink=use_reflink,
                              vd_requires_refresh=vd_requires_refresh,
-                             refresh_lag=refresh_lag,
                              vm_name_style=vm_name_style,
-                             accept_basic_auth=accept_basic_auth)
+                             accept_basic_auth=accept_basic_auth,
+                             settings=self._settings)
         self.root = None
         self.datastore = None
         self.ca_path = None
@@ -604,6 +682,40 @@ class VMstoreSimulator(object):
     def running(self):
         return self._server is not None
 
+    # the profile and its switches (read-only)
+
+    @property
+    def profile(self):
+        return self._settings['profile']
+
+    @property
+    def strict_endpoints(self):
+        return self._settings['strict_endpoints']
+
+    @property
+    def strict_fields(self):
+        return self._settings['strict_fields']
+
+    @property
+    def require_inventory(self):
+        return self._settings['require_inventory']
+
+    @property
+    def inventory_lag(self):
+        return self._settings['inventory_lag']
+
+    @property
+    def snapshot_limit(self):
+        return self._settings['snapshot_limit']
+
+    @property
+    def delete_with_clones(self):
+        return self._settings['delete_with_clones']
+
+    def settings(self):
+        """The profile and every switch, as a dict."""
+        return dict(self._settings)
+
     # ------------------------------------------------------------------
     # accounting and faults (called by the handler)
 
@@ -697,6 +809,26 @@ class VMstoreSimulator(object):
         with st.lock:
             return st.inventory()
 
+    def inventoried(self):
+        """Datastore-relative paths the array has in its inventory now."""
+        st = self._need_state()
+        with st.lock:
+            return st.inventoried()
+
+    def set_password(self, password):
+        """Change the API password; open sessions stay valid (INFERRED)."""
+        st = self._need_state()
+        with st.lock:
+            st.set_password(password)
+            self.password = password
+
+    @property
+    def failed_logins(self):
+        """Login requests that created no session (bad credentials/body)."""
+        st = self._need_state()
+        with st.lock:
+            return st.failed_logins
+
     def seed_snapshots(self, n, file=None, vm_name='seed',
                        description_prefix='seed', **fields):
         """Create ``n`` snapshot records quickly; return their uuids.
@@ -746,6 +878,11 @@ class VMstoreSimulator(object):
             if path == '/sim/sessions/expire' and method == 'POST':
                 self.expire_sessions()
                 return Reply(204)
+            if path == '/sim/password' and method == 'POST':
+                self.set_password(body.get('password'))
+                return Reply(204)
+            if path == '/sim/settings' and method == 'GET':
+                return Reply(200, self.settings())
             if path == '/sim/seed' and method == 'POST':
                 if 'n' not in body:
                     return Reply(400, {'error': "'n' is required"})

@@ -35,6 +35,8 @@ import time
 from urllib import parse
 import uuid as uuidlib
 
+from cinder_tintri.simulator import official
+from cinder_tintri.simulator import profiles
 from cinder_tintri.simulator import storage
 
 API = '/api/v310'
@@ -52,6 +54,7 @@ TYPE_DATASTORE = NS + '.domain.Datastore'
 TYPE_DATASTORE_STAT = NS + '.domain.beans.perf.DatastoreStat'
 TYPE_STATS = NS + '.domain.beans.perf.Stats'
 TYPE_USER_SESSION = NS + '.UserSession'
+TYPE_FILE_SYSTEM_INFO = NS + '.domain.beans.filesystem.FileSystemInfo'
 
 PREFERRED_VERSION = 'v310.191'
 SUPPORTED_VERSIONS = ['v310.1', 'v310.11', 'v310.21', 'v310.31', 'v310.41',
@@ -78,6 +81,7 @@ MESSAGES = {
     'ERR-API-3105': 'Invalid create snapshot request.',
     'ERR-API-3106': 'Create snapshot failed.',
     'ERR-API-3107': 'Delete snapshot failed.',
+    'ERR-API-9700': 'Failed to get file or directory information.',
     'ERR-API-3205': 'Invalid clone request.',
     'ERR-API-3206': 'Clone request failed.',
     'ERR-API-3214': 'Resource not found for clone request.',
@@ -241,9 +245,24 @@ class SimState(object):
 
     def __init__(self, root, username, password, page_size,
                  session_idle_timeout, capacity_gib, use_reflink=True,
-                 vd_requires_refresh=True, refresh_lag=0.0,
-                 vm_name_style='file', accept_basic_auth=False):
+                 vd_requires_refresh=True, refresh_lag=None,
+                 vm_name_style='file', accept_basic_auth=False,
+                 settings=None):
         self.lock = threading.RLock()
+        if settings is None:
+            settings = profiles.resolve(
+                'vmstore4', inventory_lag=refresh_lag)
+        self.settings = dict(settings)
+        self.profile = settings['profile']
+        self.strict_endpoints = settings['strict_endpoints']
+        self.strict_fields = settings['strict_fields']
+        self.require_inventory = settings['require_inventory']
+        self.snapshot_limit = settings['snapshot_limit']
+        self.delete_with_clones = settings['delete_with_clones']
+        if self.require_inventory and not vd_requires_refresh:
+            raise ValueError('vd_requires_refresh=False contradicts '
+                             'require_inventory (only refreshed files are '
+                             'inventoried)')
         self.root = root
         self.datastore = os.path.join(root, 'tintri')
         self.snapdir = os.path.join(root, '.snapshots')
@@ -254,7 +273,7 @@ class SimState(object):
         self.capacity_gib = float(capacity_gib)
         self.use_reflink = use_reflink
         self.vd_requires_refresh = vd_requires_refresh
-        self.refresh_lag = float(refresh_lag)
+        self.refresh_lag = settings['inventory_lag']
         if vm_name_style not in ('file', 'volume_id'):
             raise ValueError('vm_name_style must be file or volume_id')
         self.vm_name_style = vm_name_style
@@ -270,8 +289,11 @@ class SimState(object):
         self.sessions = {}
         self.session_seq = 0
         self.logins = 0
+        self.failed_logins = 0
         self.snapshots = {}           # uuid -> record (creation order)
         self.with_clones = {}         # uuid -> record having clone refs
+        self.live_by_vm = {}          # vmUuid -> live (not deleted) count
+        self.deleted_kept = 0         # deleted records kept for clones
         self.snap_seq = 0
         self.blobs = {}               # data path -> reference count
         self.blob_seq = 0
@@ -330,10 +352,34 @@ class SimState(object):
     # ------------------------------------------------------------------
     # sessions
 
+    def check_body(self, body, fields, spec):
+        """400 ERR-API-0020 for fields ``spec`` does not have (strict)."""
+        if not self.strict_fields or not isinstance(body, dict):
+            return
+        unknown = sorted(k for k in body if k not in fields)
+        if unknown:
+            raise ApiError(400, 'ERR-API-0020',
+                           'Unknown field(s) for %s: %s'
+                           % (spec, ', '.join(map(str, unknown))))
+
     def login(self, body, client_ip):
+        try:
+            return self._login(body, client_ip)
+        except ApiError:
+            self.failed_logins += 1
+            raise
+
+    def set_password(self, password):
+        if not isinstance(password, str) or not password:
+            raise ValueError('password must be a non-empty string')
+        self.password = password
+
+    def _login(self, body, client_ip):
         if not isinstance(body, dict):
             raise ApiError(400, 'ERR-API-0020',
                            'Login body must be a RestApiCredentials object')
+        self.check_body(body, official.REST_API_CREDENTIALS,
+                        'RestApiCredentials')
         if not body.get('typeId'):
             raise ApiError(400, 'ERR-API-0020',
                            "'typeId' is required in the login request")
@@ -471,15 +517,58 @@ class SimState(object):
             'maintenanceMode': {'isEnabled': False},
         }
 
-    def check_appliance(self, ident):
-        if ident not in ('default', self.appliance_uuid):
-            raise ApiError(404, 'ERR-API-8001',
-                           'Appliance %s not found' % ident)
+    def check_appliance(self, ident, template=None):
+        if ident in ('default', self.appliance_uuid):
+            return
+        code, status = '8001', 404
+        if self.strict_endpoints and template:
+            code, status = official.missing_entity('GET', template)
+        raise ApiError(status, 'ERR-API-' + code,
+                       'Appliance %s not found' % ident)
 
-    def check_datastore(self, ident):
-        if ident not in ('default', self.datastore_uuid):
-            raise ApiError(501, 'ERR-API-2001',
-                           "Datastore '%s' is not supported" % ident)
+    def check_datastore(self, ident, template=None):
+        if ident in ('default', self.datastore_uuid):
+            return
+        code, status = '2001', 501
+        if self.strict_endpoints and template:
+            # endpoints documenting none of 2001/0102/8001: the generic
+            # 8001 (INFERRED)
+            code, status = official.missing_entity('GET', template)
+        if code == '2001':
+            cause = "Datastore '%s' is not supported" % ident
+        else:
+            cause = "Datastore '%s' not found" % ident
+        raise ApiError(status, 'ERR-API-' + code, cause)
+
+    def file_dir_info(self, path):
+        """FileSystemInfo of a datastore path (``{path}`` of fileDirInfo).
+
+        ``path`` is relative to /tintri (a leading ``/`` or ``/tintri/`` is
+        tolerated).  ``sizeInBytes`` is the apparent size (INFERRED).
+        """
+        try:
+            rel = normalize_path(path)
+        except ValueError:
+            raise ApiError(404, 'ERR-API-8001',
+                           'No file or directory %r under /tintri' % (path,))
+        try:
+            st = os.lstat(self.abspath(rel))
+        except FileNotFoundError:
+            raise ApiError(404, 'ERR-API-8001',
+                           'No file or directory %s under /tintri' % rel)
+        except NotADirectoryError:
+            raise ApiError(404, 'ERR-API-8001',
+                           'No file or directory %s under /tintri' % rel)
+        except OSError as exc:
+            raise ApiError(500, 'ERR-API-9700',
+                           'Cannot read %s: %s' % (rel, exc.strerror))
+        is_dir = (st.st_mode & 0o170000) == 0o040000
+        return {
+            'typeId': TYPE_FILE_SYSTEM_INFO,
+            'isDir': is_dir,
+            'path': rel,
+            'sizeInBytes': st.st_size,
+        }
 
     def datastore_stat(self):
         live_alloc = live_size = 0
@@ -618,7 +707,44 @@ class SimState(object):
         }
 
     def entities(self):
+        """The VMs/virtual disks: every file, or (strict) the inventory."""
+        if self.require_inventory:
+            return [self._entity(rel, st) for rel, st in self._inventory()]
         return [self._entity(rel, st) for rel, st in self.files()]
+
+    def _inventory(self):
+        """(rel, stat) of inventoried files, by path; no datastore walk.
+
+        A file is inventoried when a refresh named its path at least
+        ``inventory_lag`` seconds ago and a regular file is there now.
+        """
+        out = []
+        now = time.time()
+        for rel in sorted(self.registered):
+            if now < self.registered[rel]['visible_at']:
+                continue
+            try:
+                st = os.lstat(self.abspath(rel))
+            except OSError:
+                continue
+            if _is_reg(st):
+                out.append((rel, st))
+        return out
+
+    def inventoried(self):
+        return [rel for rel, _st in self._inventory()]
+
+    def _inventoried_entity(self, rel):
+        reg = self._visible_alias(rel)
+        if reg is None:
+            return None
+        try:
+            st = os.lstat(self.abspath(rel))
+        except OSError:
+            return None
+        if not _is_reg(st):
+            return None
+        return self._entity(rel, st)
 
     def _space(self, st):
         return {
@@ -737,6 +863,8 @@ class SimState(object):
         if not isinstance(body, dict):
             raise ApiError(400, 'ERR-API-0020',
                            'Body must be an OpenStackHostRefreshSpec')
+        self.check_body(body, official.OPENSTACK_HOST_REFRESH_SPEC,
+                        'OpenStackHostRefreshSpec')
         path = body.get('volumeFilePath')
         try:
             rel = normalize_path(path)
@@ -750,9 +878,15 @@ class SimState(object):
         derived = self._volume_id(rel)
         if derived and derived not in ids:
             ids.append(derived)
+        visible_at = time.time() + self.refresh_lag
+        old = self.registered.get(rel)
+        if old is not None:
+            # A second refresh does not delay the inventory of the first.
+            visible_at = min(visible_at, old['visible_at'])
+            ids = ids + [i for i in old['ids'] if i not in ids]
         self.registered[rel] = {
             'ids': ids,
-            'visible_at': time.time() + self.refresh_lag,
+            'visible_at': visible_at,
             'hostname': body.get('hostname'),
             'region': body.get('region'),
         }
@@ -805,14 +939,42 @@ class SimState(object):
             'sizeChangedMB': 0.0,
             'clones': {},
             'had_clones': False,
+            'isDeleted': False,
+            'timeDeleted': None,
         }
         rec.update(kw)
         return rec
+
+    def _count_live(self, vm_uuid, delta):
+        count = self.live_by_vm.get(vm_uuid, 0) + delta
+        if count > 0:
+            self.live_by_vm[vm_uuid] = count
+        else:
+            self.live_by_vm.pop(vm_uuid, None)
+
+    def _check_limit(self, vm_uuid, vm_name):
+        limit = self.snapshot_limit
+        if limit and self.live_by_vm.get(vm_uuid, 0) >= limit:
+            raise ApiError(
+                400, 'ERR-API-3105',
+                'VM %s (%s) already holds %d snapshots: a VM can hold at '
+                'most %d (delete some first)'
+                % (vm_uuid, vm_name, self.live_by_vm[vm_uuid], limit))
+
+    def _inventory_refusal(self, rel, vm_uuid, why):
+        return ApiError(
+            404, 'ERR-API-8001',
+            'File %s is not in the inventory%s: %s. Send '
+            'cinder/host/refresh naming it, wait for the inventory, then '
+            'use the vmUuid that virtualDisk reports for it'
+            % (rel, ' under VM %s' % vm_uuid if vm_uuid else '', why))
 
     def create_snapshot(self, body, sess):
         if not isinstance(body, dict):
             raise ApiError(400, 'ERR-API-3105',
                            'Body must be a CinderSnapshotSpec object')
+        self.check_body(body, official.CINDER_SNAPSHOT_SPEC,
+                        'CinderSnapshotSpec')
         try:
             rel = normalize_path(body.get('file'))
         except ValueError:
@@ -828,14 +990,34 @@ class SimState(object):
                 raise ApiError(400, 'ERR-API-3105',
                                "'%s' must be a string" % key)
         src = self.abspath(rel)
-        try:
-            st = os.stat(src)
-        except OSError:
-            raise ApiError(404, 'ERR-API-8001',
-                           'File %s does not exist on the datastore' % rel)
-        if not _is_reg(st):
-            raise ApiError(400, 'ERR-API-3105',
-                           'File %s is not a regular file' % rel)
+        base = rel.rsplit('/', 1)[-1]
+        given_vm = body.get('vmTintriUuid')
+        if self.require_inventory:
+            ent = self._inventoried_entity(rel)
+            if ent is None:
+                raise self._inventory_refusal(
+                    rel, given_vm, 'no cinder/host/refresh named it, the '
+                    'inventory has not caught up yet, or no regular file '
+                    'is there')
+            if given_vm != ent['vm_uuid']:
+                raise self._inventory_refusal(
+                    rel, given_vm, 'vmTintriUuid must be the uuid of the '
+                    "file's own VM")
+            st = ent['st']
+            vm_uuid, vm_name = ent['vm_uuid'], ent['vm_name']
+        else:
+            try:
+                st = os.stat(src)
+            except OSError:
+                raise ApiError(404, 'ERR-API-8001',
+                               'File %s does not exist on the datastore'
+                               % rel)
+            if not _is_reg(st):
+                raise ApiError(400, 'ERR-API-3105',
+                               'File %s is not a regular file' % rel)
+            vm_uuid = given_vm or self.vm_uuid(rel)
+            vm_name = body.get('vmName') or base
+        self._check_limit(vm_uuid, vm_name)
         blob = self._new_blob()
         try:
             method = storage.copy_file(src, blob, self.use_reflink)
@@ -845,11 +1027,10 @@ class SimState(object):
         self.copies[method] += 1
         self._blob_ref(blob)
         snap_uuid = self._new_snap_uuid()
-        base = rel.rsplit('/', 1)[-1]
         rec = self._record(
             snap_uuid,
-            vmUuid=body.get('vmTintriUuid') or self.vm_uuid(rel),
-            vmName=body.get('vmName') or base,
+            vmUuid=vm_uuid,
+            vmName=vm_name,
             description=body.get('description') or '',
             deletionPolicy=policy,
             creatorName=body.get('snapshotCreator') or sess['user'],
@@ -862,6 +1043,7 @@ class SimState(object):
             sizeChangedMB=round(storage.allocated_bytes(st) / MIB, 3),
         )
         self.snapshots[snap_uuid] = rec
+        self._count_live(vm_uuid, 1)
         return [snap_uuid]
 
     def seed_snapshots(self, n, file=None, vm_name='seed',
@@ -908,6 +1090,7 @@ class SimState(object):
                 creatorName='seed')
             rec.update(fields)
             self.snapshots[snap_uuid] = rec
+            self._count_live(rec['vmUuid'], 1)
             self.blobs[blob] = self.blobs.get(blob, 0) + 1
             uuids.append(snap_uuid)
         if not uuids:
@@ -940,17 +1123,30 @@ class SimState(object):
             rec['clones'] = alive
             if not alive:
                 del self.with_clones[rec['uuid']]
-                if rec['deletionPolicy'] == ZERO_REFS and rec['had_clones']:
+                if rec['isDeleted'] or (rec['deletionPolicy'] == ZERO_REFS
+                                        and rec['had_clones']):
                     self._remove_snapshot(rec)
 
     def _remove_snapshot(self, rec):
-        self.snapshots.pop(rec['uuid'], None)
+        if self.snapshots.pop(rec['uuid'], None) is not None:
+            if rec['isDeleted']:
+                self.deleted_kept -= 1
+            else:
+                self._count_live(rec['vmUuid'], -1)
         self.with_clones.pop(rec['uuid'], None)
         if rec['data']:
             self._blob_unref(rec['data'])
 
-    def snapshot_view(self, rec):
-        return {
+    def _mark_deleted(self, rec):
+        """Deleted but kept while clones refer to it (INFERRED)."""
+        rec['isDeleted'] = True
+        rec['timeDeleted'] = now_ms()
+        self.deleted_kept += 1
+        self._count_live(rec['vmUuid'], -1)
+
+    def snapshot_view(self, rec, full=False):
+        """The Snapshot DTO; ``full`` adds the simulator's ``file``."""
+        view = {
             'typeId': TYPE_SNAPSHOT,
             'uuid': {'uuid': rec['uuid']},
             'vmUuid': {'uuid': rec['vmUuid']},
@@ -962,7 +1158,7 @@ class SimState(object):
             'consistency': rec['consistency'],
             'deletionPolicy': rec['deletionPolicy'],
             'cloneReferenceCount': len(rec['clones']),
-            'isDeleted': False,
+            'isDeleted': rec['isDeleted'],
             'isOrphaned': False,
             'isReplica': False,
             'sizeChangedMB': rec['sizeChangedMB'],
@@ -970,13 +1166,19 @@ class SimState(object):
             'creatorName': rec['creatorName'],
             'instanceId': rec['instanceId'],
             'hypervisorType': 'OPENSTACK',
-            'file': rec['file'],
         }
+        if rec['isDeleted']:
+            view['timeDeleted'] = rec['timeDeleted']
+        if full or not self.strict_fields:
+            view['file'] = rec['file']
+        return view
 
     def list_snapshots(self, query):
         recs = list(self.snapshots.values())
-        total = len(recs)
+        absolute = len(recs)
+        total = absolute - self.deleted_kept
         vm_uuid = query.get('vmUuid')
+        snap_uuid = query.get('uuid')
         contain = query.get('contain')
         contain = contain.lower() if contain else None
         types = set(t.upper() for t in query.multi('type'))
@@ -995,9 +1197,13 @@ class SimState(object):
         until = self._date(query, 'until', 'toDate')
         out = []
         for rec in recs:
-            if deleted == 'TRUE':
-                break
+            if deleted == 'FALSE' and rec['isDeleted']:
+                continue
+            if deleted == 'TRUE' and not rec['isDeleted']:
+                continue
             if vm_uuid is not None and rec['vmUuid'] != vm_uuid:
+                continue
+            if snap_uuid is not None and rec['uuid'] != snap_uuid:
                 continue
             if contain is not None and \
                     contain not in (rec['description'] or '').lower() and \
@@ -1020,7 +1226,8 @@ class SimState(object):
             out.append(rec)
         return self.paginate(out, query, total=total,
                              view=self.snapshot_view,
-                             sort_key=self._snap_sort_key(query))
+                             sort_key=self._snap_sort_key(query),
+                             absolute=absolute)
 
     def _snap_sort_key(self, query):
         field = query.get('sortedBy')
@@ -1049,21 +1256,28 @@ class SimState(object):
                                    'Invalid date for %s: %s' % (key, value))
         return None
 
-    def _get_rec(self, snap_uuid, cause=None):
+    def _get_rec(self, snap_uuid, cause=None, deleted_ok=False):
         rec = self.snapshots.get(snap_uuid)
         if rec is None:
             raise ApiError(404, 'ERR-API-8001',
                            cause or 'Snapshot %s not found' % snap_uuid)
+        if rec['isDeleted'] and not deleted_ok:
+            raise ApiError(404, 'ERR-API-8001',
+                           (cause or 'Snapshot %s not found' % snap_uuid)
+                           + ' (it is deleted; kept until its clones go)')
         return rec
 
     def get_snapshot(self, snap_uuid):
-        return self.snapshot_view(self._get_rec(snap_uuid))
+        return self.snapshot_view(self._get_rec(snap_uuid, deleted_ok=True))
 
     def delete_snapshot(self, snap_uuid):
         rec = self._get_rec(
             snap_uuid, 'Failed to lookup snapshot %s: it does not exist'
             % snap_uuid)
         if rec['clones']:
+            if self.delete_with_clones == 'accept':
+                self._mark_deleted(rec)
+                return 'Snapshot %s deleted.' % snap_uuid
             raise ApiError(
                 500, 'ERR-API-3107',
                 'Snapshot %s cannot be deleted: a live VM is still present '
@@ -1076,6 +1290,7 @@ class SimState(object):
         rec = self._get_rec(snap_uuid)
         if not isinstance(body, dict):
             raise ApiError(400, 'ERR-API-0020', 'Body must be a Request')
+        self.check_body(body, official.REQUEST, 'Request')
         objs = body.get('objectsWithNewValues')
         props = body.get('propertiesToBeUpdated')
         if isinstance(objs, dict):
@@ -1087,6 +1302,7 @@ class SimState(object):
         if not isinstance(props, list) or not props:
             raise ApiError(400, 'ERR-API-0020',
                            'propertiesToBeUpdated must be a non-empty list')
+        self.check_body(objs[0], official.SNAPSHOT, 'Snapshot')
         unsupported = [p for p in props if p != 'deletionPolicy']
         if unsupported:
             raise ApiError(400, 'ERR-API-0020',
@@ -1107,6 +1323,7 @@ class SimState(object):
         if not isinstance(body, dict):
             raise ApiError(400, 'ERR-API-3205',
                            'Body must be a CinderCloneSpec object')
+        self.check_body(body, official.CINDER_CLONE_SPEC, 'CinderCloneSpec')
         snap_uuid = body.get('tintriSnapshotUuid')
         if not isinstance(snap_uuid, str) or not snap_uuid:
             raise ApiError(400, 'ERR-API-3205',
@@ -1131,9 +1348,15 @@ class SimState(object):
         if rec is None:
             raise ApiError(404, 'ERR-API-3214',
                            'Snapshot %s does not exist' % snap_uuid)
+        if rec['isDeleted']:
+            raise ApiError(404, 'ERR-API-3214',
+                           'Snapshot %s is deleted' % snap_uuid)
         for rel in rels:
             if os.path.lexists(self.abspath(rel)):
-                raise ApiError(409, 'ERR-API-3205',
+                # 409 "object already exists" (REST-HTTP); the index
+                # documents only 400 for ERR-API-3205.
+                raise ApiError(400 if self.strict_endpoints else 409,
+                               'ERR-API-3205',
                                'Destination %s already exists' % rel)
         made = []
         try:
@@ -1163,7 +1386,8 @@ class SimState(object):
     # ------------------------------------------------------------------
     # paging
 
-    def paginate(self, items, query, total, view=None, sort_key=None):
+    def paginate(self, items, query, total, view=None, sort_key=None,
+                 absolute=None):
         limit = query.int('limit', 1)
         limit = min(limit or self.page_size, self.page_size)
         offset = query.get('offset')
@@ -1191,7 +1415,7 @@ class SimState(object):
             'items': chunk,
             'filteredTotal': filtered,
             'total': total,
-            'absoluteTotal': total,
+            'absoluteTotal': total if absolute is None else absolute,
             'limit': limit,
             'offset': offset,
             'page': offset // limit + 1,
@@ -1218,13 +1442,16 @@ class SimState(object):
         for rel, _st, is_dir in self.scan():
             files.append(rel + '/' if is_dir else rel)
         return {
+            'profile': self.profile,
             'files': sorted(files),
-            'snapshots': [self.snapshot_view(r)
+            'snapshots': [self.snapshot_view(r, full=True)
                           for r in self.snapshots.values()],
             'sessions': self.active_sessions(),
             'logins': self.logins,
+            'failed_logins': self.failed_logins,
             'copies': dict(self.copies),
             'refreshed': sorted(self.registered),
+            'inventoried': self.inventoried(),
         }
 
 

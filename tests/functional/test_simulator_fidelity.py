@@ -28,6 +28,7 @@ counts show that amplification instead.
 import os
 import shutil
 import tempfile
+import time
 from unittest import mock
 
 from cinder import context
@@ -58,13 +59,20 @@ SNAP_DELETE = 'DELETE /api/v310/snapshot/{uuid}'
 
 
 class _Sleeps(object):
-    """Stands in for the ``time`` module of the driver: records sleeps."""
+    """Stands in for the ``time`` module of the driver: records sleeps.
 
-    def __init__(self):
+    It really sleeps at most ``cap`` seconds (default: not at all), so an
+    array whose inventory lags sees time pass during the driver's waits.
+    """
+
+    def __init__(self, cap=0.0):
         self.calls = []
+        self.cap = cap
 
     def sleep(self, seconds):
         self.calls.append(seconds)
+        if self.cap > 0:
+            time.sleep(min(seconds, self.cap))
 
 
 class _FidelityBase(test.TestCase):
@@ -72,6 +80,7 @@ class _FidelityBase(test.TestCase):
 
     MOCK_TOOZ = False   # take the driver's real coordination locks
     SIM_KWARGS = {}
+    SLEEP_CAP = 0.0     # seconds the driver's sleeps really last, at most
 
     def setUp(self):
         super().setUp()
@@ -80,7 +89,7 @@ class _FidelityBase(test.TestCase):
         self.useFixture(fixtures.EnvironmentVariable('CURL_CA_BUNDLE'))
         sys_admin_pctxt.set_client_mode(False)
         self.addCleanup(sys_admin_pctxt.set_client_mode, True)
-        self.sleeps = _Sleeps()
+        self.sleeps = _Sleeps(self.SLEEP_CAP)
         for module in (vmstore_nfs, vmstore_api):
             patcher = mock.patch.object(module, 'time', self.sleeps)
             patcher.start()
@@ -314,3 +323,52 @@ class InTreeDriverVolumeIdNamesTest(_FidelityBase):
 
 def _text(value):
     return content.text_content(repr(value))
+
+
+@tfixtures.skip_unless_root
+class InTreeDriverVmstore6FidelityTest(InTreeDriverFidelityTest):
+    """The same lifecycle on the strict ``vmstore6`` profile.
+
+    Official endpoints and fields only, snapshots only of inventoried
+    files with their VM uuid, ``inventory_lag`` 0.2 s, delete refused
+    while clones exist and no snapshot PUT.  The driver's sleeps last up
+    to 0.25 s here, so its first wait after a refresh outlasts the
+    inventory lag as its 1 s sleep would on a real array.
+    """
+
+    SIM_KWARGS = {'profile': 'vmstore6'}
+    SLEEP_CAP = 0.25
+
+    def test_profile_is_strict(self):
+        self.assertEqual('vmstore6', self.sim.profile)
+        self.assertTrue(self.sim.strict_endpoints)
+        self.assertTrue(self.sim.strict_fields)
+        self.assertTrue(self.sim.require_inventory)
+        self.assertEqual('refuse', self.sim.delete_with_clones)
+
+    def test_inventory_after_create_volume(self):
+        """create_volume waits once for the inventory, then finds it."""
+        sim = self.sim
+        sim.reset_counts()
+        vol = self._new_volume()
+        self._apply(vol, self.drv.create_volume(vol))
+        counts = sim.request_counts()
+        # refresh, lookup (not yet), sleep, refresh, lookup (found)
+        self.assertEqual([1], self.sleeps.calls)
+        self.assertEqual(2, counts['POST /api/v310/cinder/host/refresh'])
+        self.assertEqual(2, counts['GET /api/v310/virtualDisk'])
+        self.assertEqual(['cinder/' + vol.name], sim.inventoried())
+        # the snapshot carries the inventoried VM's uuid and name
+        self.sleeps.calls = []
+        sim.reset_counts()
+        snap = test_utils.create_snapshot(self.ctxt, vol.id,
+                                          volume_size=vol.size)
+        self.drv.create_snapshot(snap)
+        self.assertEqual([], self.sleeps.calls)
+        self.assertEqual({'GET /api/v310/virtualDisk': 1,
+                          SNAP_CREATE: 1}, sim.request_counts())
+        vd = [v for v in sim._state.entities()
+              if v['rel'] == 'cinder/' + vol.name][0]
+        found = self._by_desc(snap.name)
+        self.assertEqual({'uuid': vd['vm_uuid']}, found['vmUuid'])
+        self.assertEqual(vd['vm_name'], found['vmName'])

@@ -12,6 +12,7 @@
 """Shared helpers for the simulator tests."""
 
 import os
+import time
 
 import fixtures
 import requests
@@ -116,3 +117,40 @@ class SimTestCase(testtools.TestCase):
             return None
         self.assertEqual(200, r.status_code, r.text)
         return r.json()
+
+    # -- inventory (vmstore6) -------------------------------------------
+
+    def refresh(self, s, sim, rel, **extra):
+        body = {'typeId': 'com.tintri.api.rest.v310.dto.domain.beans.'
+                          'cinder.OpenStackHostRefreshSpec',
+                'hostname': 'controller', 'region': 'RegionOne',
+                'volumeFilePath': rel}
+        body.update(extra)
+        return self.call(s, sim, 'POST', '/cinder/host/refresh', json=body)
+
+    def vdisks(self, s, sim, **query):
+        r = self.call(s, sim, 'GET', '/virtualDisk', params=query)
+        self.assertEqual(200, r.status_code, r.text)
+        return r.json()['items']
+
+    def wait_vdisk(self, s, sim, deadline=10.0, **query):
+        """Poll virtualDisk until it finds one item; fail at the deadline."""
+        end = time.monotonic() + deadline
+        while True:
+            items = self.vdisks(s, sim, **query)
+            if items:
+                self.assertEqual(1, len(items), items)
+                return items[0]
+            if time.monotonic() > end:
+                self.fail('no virtual disk for %r within %ss'
+                          % (query, deadline))
+            time.sleep(0.05)
+
+    def inventory_snapshot(self, s, sim, rel, description='snap', **extra):
+        """Refresh ``rel``, wait for its disk, snapshot it with its VM."""
+        self.assertEqual(200, self.refresh(s, sim, rel).status_code)
+        vd = self.wait_vdisk(s, sim, path=rel)
+        extra.setdefault('vmTintriUuid', vd['vmUuid']['uuid'])
+        extra.setdefault('instanceId', vd['instanceUuid'])
+        extra.setdefault('vmName', vd['vmName'])
+        return self.snapshot(s, sim, rel, description=description, **extra)
