@@ -163,6 +163,10 @@ def forget(mount, snap_uuid):
         os.unlink(_path(mount, snap_uuid))
     except FileNotFoundError:
         pass
+    try:
+        os.rmdir(os.path.join(mount, DIR))   # only when empty
+    except OSError:
+        pass
 
 
 def pending_uuids(mount):
