@@ -46,13 +46,14 @@ DEADLINE = 60.0
 class Env(object):
     """Simulator + share, prepared before the cinder services start."""
 
-    def __init__(self, test, use_xfs=True):
+    def __init__(self, test, use_xfs=True, sim_kwargs=None):
         self.tmp = tempfile.mkdtemp(prefix='tintri-func-')
         test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         root = self.tmp
         if use_xfs:
             root = test.useFixture(tfixtures.XfsFixture(size_mb=4096)).path
-        self.sim = VMstoreSimulator(root=os.path.join(root, 'array'))
+        self.sim = VMstoreSimulator(root=os.path.join(root, 'array'),
+                                    **(sim_kwargs or {}))
         self.sim.start()
         test.addCleanup(self.sim.stop)
         self.share_dir = os.path.join(self.sim.datastore, 'cinder')
@@ -71,6 +72,9 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
 
     _osapi_version = '3.40'   # revert needs 3.40
     USE_XFS = True
+    # The strict VMstore >= 6 array by default (issue 17: the lifecycle
+    # runs on every profile and delete behaviour, the rest on vmstore6).
+    SIM_KWARGS = {'profile': 'vmstore6'}
 
     def setUp(self):
         self.env = None
@@ -82,7 +86,8 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
         f = super()._get_flags()
         # _get_flags runs in setUp after the base TestCase set-up, so
         # fixtures work here.
-        self.env = Env(self, use_xfs=self.USE_XFS)
+        self.env = Env(self, use_xfs=self.USE_XFS,
+                       sim_kwargs=self.SIM_KWARGS)
         group = configuration.SHARED_CONF_GROUP
         sim = self.env.sim
         for key, value in {
@@ -96,6 +101,7 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
                 'tintri_server_port': sim.port,
                 'tintri_server_username': sim.username,
                 'tintri_server_password': sim.password,
+                'tintri_openstack_hostname': 'keystone.test',
                 'driver_ssl_cert_path': sim.ca_path}.items():
             f[key] = {'v': value, 'g': group}
         # Fail fast rather than wait a minute if no pool gets reported.

@@ -128,7 +128,9 @@ class ActiveActiveTest(testtools.TestCase):
         self.tmp = tempfile.mkdtemp(prefix='tintri-aa-')
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.redis = RedisServer(self, self.tmp)
-        self.sim = VMstoreSimulator(password='pw-' + uuid.uuid4().hex)
+        # The strict VMstore >= 6 array (issue 17).
+        self.sim = VMstoreSimulator(password='pw-' + uuid.uuid4().hex,
+                                    profile='vmstore6')
         self.sim.start()
         self.addCleanup(self.sim.stop)
         for sub in ('cinder', 'glance'):
@@ -179,6 +181,7 @@ tintri_server_password = {self.sim.password}
 driver_ssl_cert_path = {self.sim.ca_path}
 tintri_image_shares_config = {self.image_shares}
 tintri_image_cache_cleanup_interval = 0
+tintri_openstack_hostname = keystone.test
 tintri_read_timeout = 30
 """)
         return path

@@ -116,10 +116,13 @@ class FaultMatrixBase(driver_base.DriverTestCase):
 
     # Datastore paths the leak checker ignores (images on a Glance share).
     LEAK_IGNORE = ()
+    # The strict VMstore >= 6 array (issue 17).
+    SIM_KWARGS = {'profile': 'vmstore6'}
 
     def driver_flags(self, shares_file):
         flags = super().driver_flags(shares_file)
         flags.update(tintri_read_timeout=READ_TIMEOUT,
+                     tintri_openstack_hostname='keystone.test',
                      tintri_api_retries=4,
                      tintri_api_retry_deadline=RETRY_DEADLINE)
         return flags

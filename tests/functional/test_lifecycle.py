@@ -78,3 +78,25 @@ class LifecycleTest(harness.ApiTestCase):
                               and f != 'cinder/'])
         self.assertEqual([], os.listdir(self.env.share_dir))
         self.assertEqual(1, inventory['logins'])
+
+
+# The lifecycle on every array generation and delete behaviour.
+class LifecycleVmstore6AcceptTest(LifecycleTest):
+    SIM_KWARGS = {'profile': 'vmstore6', 'delete_with_clones': 'accept'}
+
+
+class LifecycleVmstore6RefusePutTest(LifecycleTest):
+    SIM_KWARGS = {'profile': 'vmstore6', 'delete_with_clones': 'refuse_put'}
+
+
+class LifecycleVmstore4Test(LifecycleTest):
+    SIM_KWARGS = {'profile': 'vmstore4'}
+
+
+class LifecycleVmstore4AcceptTest(LifecycleTest):
+    SIM_KWARGS = {'profile': 'vmstore4', 'delete_with_clones': 'accept'}
+
+
+class LifecycleVmstore4RefuseTest(LifecycleTest):
+    SIM_KWARGS = {'profile': 'vmstore4', 'delete_with_clones': 'refuse'}
+
