@@ -99,4 +99,3 @@ class LifecycleVmstore4AcceptTest(LifecycleTest):
 
 class LifecycleVmstore4RefuseTest(LifecycleTest):
     SIM_KWARGS = {'profile': 'vmstore4', 'delete_with_clones': 'refuse'}
-
