@@ -30,16 +30,30 @@ from cinder_tintri import client
 
 PASSWORD = 'Pa55-s3cret!'
 SESSION = 'SESSION-0123456789abcdef'
+FS = 'C218198C-9CE4-E5FD-00B3-EE96D2B3270F'
+
+
+def snap_uuid(n):
+    return '%s-SST-%016X' % (FS, n)
+
+
+def vm_uuid(n):
+    return '%s-VIM-%016X' % (FS, n)
+
+
+S1, S2, S9 = snap_uuid(1), snap_uuid(2), snap_uuid(9)
 
 
 def make_response(status, body=None, cookies=None, text=None,
-                  headers=None):
+                  headers=None, content_type=None):
     resp = requests.Response()
     resp.status_code = status
     if text is not None:
         resp._content = text.encode()
+        resp.headers['Content-Type'] = content_type or 'text/plain'
     elif body is not None:
         resp._content = json.dumps(body).encode()
+        resp.headers['Content-Type'] = content_type or 'application/json'
     else:
         resp._content = b''
     resp.headers.update(headers or {})
@@ -119,6 +133,12 @@ class ClientTestBase(testtools.TestCase):
         transport = FakeTransport(script)
         cl._session.request = transport
         return cl, transport
+
+    def declare(self, method, template):
+        """Add a test-only row to the client's endpoint table."""
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_tintri.client.ENDPOINTS', client.ENDPOINTS + (
+                client.Endpoint(method, template, 'test'),)))
 
 
 class ErrorTest(testtools.TestCase):
@@ -319,9 +339,9 @@ class TransportTest(ClientTestBase):
 
     def test_relogin_once_on_401(self):
         expired = tintri_error(401, 'ERR-API-0104', 'Session expired')
-        cl, t = self.make_client({'GET /api/v310/snapshot/S': [
-            expired, make_response(200, {'uuid': {'uuid': 'S'}})]})
-        self.assertEqual({'uuid': {'uuid': 'S'}}, cl.get_snapshot('S'))
+        cl, t = self.make_client({'GET /api/v310/snapshot/' + S1: [
+            expired, make_response(200, {'uuid': {'uuid': S1}})]})
+        self.assertEqual({'uuid': {'uuid': S1}}, cl.get_snapshot(S1))
         self.assertEqual(2, cl.logins)
 
     def test_persistent_401_raises_auth_error(self):
@@ -334,9 +354,9 @@ class TransportTest(ClientTestBase):
 
     def test_retry_503_then_success(self):
         busy = tintri_error(503, 'ERR-API-9013', 'busy')
-        cl, t = self.make_client({'GET /api/v310/snapshot/S': [
-            busy, busy, make_response(200, {'uuid': {'uuid': 'S'}})]})
-        cl.get_snapshot('S')
+        cl, t = self.make_client({'GET /api/v310/snapshot/' + S1: [
+            busy, busy, make_response(200, {'uuid': {'uuid': S1}})]})
+        cl.get_snapshot(S1)
         self.assertEqual(3, cl.request_counts[
             'GET /api/v310/snapshot/{uuid}'])
         self.assertEqual(2, len(self.sleeps))
@@ -346,9 +366,9 @@ class TransportTest(ClientTestBase):
     def test_retry_after_header_honoured_up_to_cap(self):
         busy = make_response(429, {'code': 'ERR-API-5021'},
                              headers={'Retry-After': '4'})
-        cl, t = self.make_client({'GET /api/v310/snapshot/S': [
-            busy, make_response(200, {})]})
-        cl.get_snapshot('S')
+        cl, t = self.make_client({'GET /api/v310/snapshot/' + S1: [
+            busy, make_response(200, {'uuid': {'uuid': S1}})]})
+        cl.get_snapshot(S1)
         self.assertEqual([4.0], self.sleeps)
 
     def test_retries_bounded_by_count(self):
@@ -427,6 +447,7 @@ class TransportTest(ClientTestBase):
         self.assertIsNone(cl.get_snapshot('S/1'))
 
     def test_generic_post_lost_response_not_resent(self):
+        self.declare('POST', 'vm')
         cl, t = self.make_client({'POST /api/v310/vm': [conn_reset()]})
         e = self.assertRaises(client.TintriConnectionError, cl.post, 'vm',
                               {'a': 1})
@@ -434,6 +455,7 @@ class TransportTest(ClientTestBase):
         self.assertEqual(1, cl.request_counts['POST /api/v310/vm'])
 
     def test_post_resent_when_never_sent_or_503(self):
+        self.declare('POST', 'vm')
         cl, t = self.make_client({'POST /api/v310/vm': [
             conn_refused(), tintri_error(503, 'ERR-API-9013', 'busy'),
             make_response(200, ['X'])]})
@@ -441,6 +463,7 @@ class TransportTest(ClientTestBase):
         self.assertEqual(3, cl.request_counts['POST /api/v310/vm'])
 
     def test_post_502_not_resent(self):
+        self.declare('POST', 'vm')
         cl, t = self.make_client({'POST /api/v310/vm': [
             make_response(502, text='bad gateway')]})
         e = self.assertRaises(client.TintriConnectionError, cl.post, 'vm',
@@ -449,6 +472,7 @@ class TransportTest(ClientTestBase):
         self.assertEqual(1, cl.request_counts['POST /api/v310/vm'])
 
     def test_close_logs_out(self):
+        self.declare('GET', 'x')
         cl, t = self.make_client({'GET /api/v310/x': [make_response(204)]})
         with cl as c:
             self.assertIs(cl, c)
@@ -471,13 +495,14 @@ class TransportTest(ClientTestBase):
         logger = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
         expired = tintri_error(401, 'ERR-API-0104', 'Session expired')
         cl, t = self.make_client({
-            'GET /api/v310/snapshot/S': [expired, conn_reset(),
-                                         make_response(200, {})],
+            'GET /api/v310/snapshot/' + S1: [
+                expired, conn_reset(),
+                make_response(200, {'uuid': {'uuid': S1}})],
             'POST /api/v310/session/login': [
                 tintri_error(503, 'ERR-API-9013', 'busy'),
                 make_response(200, 'ADMIN', cookies={'JSESSIONID': SESSION})],
         })
-        cl.get_snapshot('S')
+        cl.get_snapshot(S1)
         cl.close()
         self.assertIn('POST /api/v310/session/login', logger.output)
         self.assertIn('"password": "***"', logger.output)
@@ -489,10 +514,10 @@ class OperationsTest(ClientTestBase):
 
     def test_create_snapshot_body(self):
         cl, t = self.make_client({'POST /api/v310/cinder/snapshot': [
-            make_response(200, ['UUID-SST-1'])]})
+            make_response(200, [S1])]})
         uuid = cl.create_snapshot('/tintri/cinder', 'volume-1', 'VID',
                                   'snap-a', deletion_policy='DEL')
-        self.assertEqual('UUID-SST-1', uuid)
+        self.assertEqual(S1, uuid)
         body = json.loads(t.calls[-1][1]['data'])
         self.assertEqual({
             'typeId': 'com.tintri.api.rest.v310.dto.domain.beans.cinder.'
@@ -504,8 +529,8 @@ class OperationsTest(ClientTestBase):
 
     def test_create_snapshot_no_policy_vm_name(self):
         cl, t = self.make_client({'POST /api/v310/cinder/snapshot': [
-            make_response(200, {'items': [{'uuid': {'uuid': 'U2'}}]})]})
-        self.assertEqual('U2', cl.create_snapshot(
+            make_response(200, {'items': [{'uuid': {'uuid': S2}}]})]})
+        self.assertEqual(S2, cl.create_snapshot(
             'cinder', 'volume-1', 'VID', 'snap-a', vm_name='vm'))
         body = json.loads(t.calls[-1][1]['data'])
         self.assertNotIn('deletionPolicy', body)
@@ -517,29 +542,30 @@ class OperationsTest(ClientTestBase):
                                    'Page', 'items': list(snaps)})
 
     def test_create_snapshot_lost_response_reconciled(self):
-        snap = {'uuid': {'uuid': 'U1'}, 'description': 'snap-a'}
-        other = {'uuid': {'uuid': 'U0'}, 'description': 'snap-a-2'}
+        snap = {'uuid': {'uuid': S1}, 'description': 'snap-a'}
+        other = {'uuid': {'uuid': S2}, 'description': 'snap-a-2'}
         cl, t = self.make_client({
             'POST /api/v310/cinder/snapshot': [
                 requests.exceptions.ReadTimeout('read timed out')],
             'GET /api/v310/snapshot': [self._snap_page(other, snap)],
         })
-        self.assertEqual('U1', cl.create_snapshot('/tintri/cinder', 'v',
-                                                  'VID', 'snap-a'))
+        self.assertEqual(S1, cl.create_snapshot('/tintri/cinder', 'v',
+                                                'VID', 'snap-a'))
         self.assertEqual(1, cl.request_counts[
             'POST /api/v310/cinder/snapshot'])
         params = t.calls[-1][1]['params']
+        # By description alone: the array may not keep vmTintriUuid.
         self.assertEqual('snap-a', params['contain'])
-        self.assertEqual('VID', params['vmUuid'])
+        self.assertNotIn('vmUuid', params)
 
     def test_create_snapshot_lost_reconciled_without_retries(self):
-        snap = {'uuid': {'uuid': 'U1'}, 'description': 'snap-a'}
+        snap = {'uuid': {'uuid': S1}, 'description': 'snap-a'}
         cl, t = self.make_client({
             'POST /api/v310/cinder/snapshot': [conn_reset()],
             'GET /api/v310/snapshot': [self._snap_page(snap)],
         }, retries=0)
-        self.assertEqual('U1', cl.create_snapshot('/tintri/cinder', 'v',
-                                                  'VID', 'snap-a'))
+        self.assertEqual(S1, cl.create_snapshot('/tintri/cinder', 'v',
+                                                'VID', 'snap-a'))
 
     def test_create_snapshot_lost_waits_before_lookup(self):
         order = []
@@ -552,14 +578,14 @@ class OperationsTest(ClientTestBase):
             return self._snap_page()
         cl, t = self.make_client({
             'POST /api/v310/cinder/snapshot': [
-                conn_reset(), make_response(200, ['U9'])],
+                conn_reset(), make_response(200, [S9])],
             'GET /api/v310/snapshot': [lookup],
         })
         cl.create_snapshot('/tintri/cinder', 'v', 'VID', 'snap-a')
         self.assertEqual(['sleep', 'lookup'], order)
 
     def test_create_snapshot_read_timeout_polls_never_resends(self):
-        snap = {'uuid': {'uuid': 'U1'}, 'description': 'snap-a'}
+        snap = {'uuid': {'uuid': S1}, 'description': 'snap-a'}
         cl, t = self.make_client({
             'POST /api/v310/cinder/snapshot': [
                 requests.exceptions.ReadTimeout('read timed out'),
@@ -567,8 +593,8 @@ class OperationsTest(ClientTestBase):
             'GET /api/v310/snapshot': [self._snap_page(), self._snap_page(),
                                        self._snap_page(snap)],
         })
-        self.assertEqual('U1', cl.create_snapshot('/tintri/cinder', 'v',
-                                                  'VID', 'snap-a'))
+        self.assertEqual(S1, cl.create_snapshot('/tintri/cinder', 'v',
+                                                'VID', 'snap-a'))
         self.assertEqual(1, cl.request_counts[
             'POST /api/v310/cinder/snapshot'])
         self.assertEqual(3, cl.request_counts['GET /api/v310/snapshot'])
@@ -590,11 +616,11 @@ class OperationsTest(ClientTestBase):
     def test_create_snapshot_lost_then_resent(self):
         cl, t = self.make_client({
             'POST /api/v310/cinder/snapshot': [
-                conn_reset(), make_response(200, ['U9'])],
+                conn_reset(), make_response(200, [S9])],
             'GET /api/v310/snapshot': [self._snap_page()],
         })
-        self.assertEqual('U9', cl.create_snapshot('/tintri/cinder', 'v',
-                                                  'VID', 'snap-a'))
+        self.assertEqual(S9, cl.create_snapshot('/tintri/cinder', 'v',
+                                                'VID', 'snap-a'))
         self.assertEqual(['POST /api/v310/cinder/snapshot',
                           'GET /api/v310/snapshot',
                           'POST /api/v310/cinder/snapshot'], t.keys()[2:])
@@ -667,13 +693,13 @@ class OperationsTest(ClientTestBase):
         self.assertRaises(client.TintriError, cl.get_datastore_stats)
 
     def test_image_snapshots_query(self):
-        snaps = [{'uuid': {'uuid': 'A'}, 'cloneReferenceCount': 0},
-                 {'uuid': {'uuid': 'B'}, 'cloneReferenceCount': 2}]
+        snaps = [{'uuid': {'uuid': S1}, 'cloneReferenceCount': 0},
+                 {'uuid': {'uuid': S2}, 'cloneReferenceCount': 2}]
         cl, t = self.make_client({'GET /api/v310/snapshot': [
             self._snap_page(*snaps)]})
         date = datetime.datetime(2024, 5, 6, 7, 8, 9)
         got = list(cl.get_image_snapshots_to_date(date))
-        self.assertEqual(['A'], [s['uuid']['uuid'] for s in got])
+        self.assertEqual([S1], [s['uuid']['uuid'] for s in got])
         params = t.calls[-1][1]['params']
         self.assertEqual('2024-05-06T07:08:09', params['until'])
         self.assertEqual('CINDER_GENERATED_SNAPSHOT', params['type'])
@@ -687,15 +713,14 @@ class OperationsTest(ClientTestBase):
                                     'next': 'offset=1&limit=1'})
         page2 = make_response(200, {'items': [{'uuid': {'uuid': 'a'}},
                                               {'uuid': {'uuid': 'b'}}]})
-        cl, t = self.make_client({'GET /api/v310/snapshot': [page1, page2],
-                                  'GET /api/v310/appliance': [
-                                      make_response(200, [{'n': 1}])]})
+        cl, t = self.make_client({'GET /api/v310/snapshot': [
+            page1, page2, make_response(200, [{'n': 1}])]})
         self.assertEqual(['a', 'b'], [i['uuid']['uuid'] for i in
                                       cl.iter_items('snapshot',
                                                     {'vmUuid': 'V'})])
         url = t.calls[-1][0]
         self.assertEqual('GET /api/v310/snapshot', url)
-        self.assertEqual([{'n': 1}], list(cl.iter_items('appliance')))
+        self.assertEqual([{'n': 1}], list(cl.iter_items('snapshot')))
 
     def test_iter_items_repeating_next(self):
         page = make_response(200, {'items': [], 'next': 'offset=0&limit=1'})
@@ -717,6 +742,7 @@ class OperationsTest(ClientTestBase):
             json.loads(t.calls[-1][1]['data']))
 
     def test_concurrent_first_calls_log_in_once(self):
+        self.declare('GET', 'x')
         cl, t = self.make_client({'GET /api/v310/x': [make_response(204)]})
         barrier = threading.Barrier(8, timeout=10)
         errors = []
