@@ -31,8 +31,9 @@ It listens on 127.0.0.1 only, with the simulator's certificate (so clients
 verify it with ``sim.ca_path``), runs in a thread (a greenthread under
 eventlet) and stops cleanly: ``stop()`` wakes every dripping handler,
 closes every connection and joins the server thread.  It records every
-request (``requests``, ``counts()``), every session id the simulator
-issued through it (``session_ids``) and every login it saw or rejected.
+request (``requests``, ``counts()``, ``bodies``), every session id the
+simulator issued through it (``session_ids``) and every login it saw
+(``logins``) or rejected (``rejected_logins``).
 """
 
 from http import client as http_client
@@ -179,6 +180,7 @@ class HostileProxy(object):
         self.ca_path = sim.ca_path
         self.rules = []
         self.requests = []
+        self.bodies = []
         self.session_ids = []
         self.logins = 0
         self.rejected_logins = 0
@@ -335,6 +337,7 @@ class HostileProxy(object):
         body = handler.read_body()
         with self._lock:
             self.requests.append((method, path))
+            self.bodies.append((method, path, body))
         if path.endswith('/session/login') and method == 'POST':
             with self._lock:
                 self.logins += 1
