@@ -340,10 +340,13 @@ _HEADER_RE = re.compile(
     r'(?P<sep>\s*:\s*)(?P<val>[^\r\n"\\]*)', re.I)
 _KEYWORD_RE = re.compile(
     r'password|passwd|passphrase|secret|token|jsessionid|session_?id', re.I)
+# Bounded prefix and separators, so that the scan stays linear; a quoted
+# value may lack its closing quote (an echo cut short by the array): then
+# everything after the opening quote is masked.
 _AFTER_KEYWORD_RE = re.compile(
-    r'[\w.-]*(?:\\?["\'])?(?P<sep>\s*[:=]\s*)'
-    r'(?P<val>\\"(?:(?!\\").){0,4096}?\\"|"(?:[^"\\]|\\.){0,4096}"|'
-    r'\'[^\']{0,4096}\'|[^\s&,;"\'}<>\\]{1,4096})', re.I)
+    r'[\w.-]{0,64}(?:\\?["\'])?(?P<sep>\s{0,8}[:=]\s{0,8})'
+    r'(?P<val>\\"(?:(?!\\").)*(?:\\")?|"(?:[^"\\]|\\.)*"?|'
+    r'\'[^\']*\'?|[^\s&,;"\'}<>\\]+)', re.I | re.S)
 
 
 def _mask_fields(text):
@@ -357,14 +360,12 @@ def _mask_fields(text):
         if after is None:
             continue
         val = after.group('val')
-        if val.startswith('\\"'):
-            new = '\\"%s\\"' % _MASK
-        elif val.startswith('"'):
-            new = '"%s"' % _MASK
-        elif val.startswith("'"):
-            new = "'%s'" % _MASK
-        else:
-            new = _MASK
+        new = _MASK
+        for quote in ('\\"', '"', "'"):
+            if val.startswith(quote):
+                closed = len(val) >= 2 * len(quote) and val.endswith(quote)
+                new = quote + _MASK + (quote if closed else '')
+                break
         out.append(text[pos:after.start('val')])
         out.append(new)
         pos = after.end('val')
@@ -382,6 +383,7 @@ def _literal_regex(secrets):
     for secret in secrets:
         for v in (secret, urlparse.quote(secret, safe=''),
                   urlparse.quote_plus(secret), json.dumps(secret)[1:-1],
+                  json.dumps(secret, ensure_ascii=False)[1:-1],
                   json.dumps(json.dumps(secret)[1:-1])[1:-1],
                   html.escape(secret)):
             if v:
@@ -1425,6 +1427,9 @@ class TClient(object):
                                   'looking for its effect in %.2fs', method,
                                   full_path, error.message, delay)
                         time.sleep(delay)
+                    if time.monotonic() >= deadline:
+                        # No time left for a lookup.
+                        raise self._give_up(error, attempt, deadline=True)
                     found = reconcile()
                     if found is not None:
                         LOG.info('VMstore API %s %s: response lost, but the '
@@ -1906,7 +1911,11 @@ class TClient(object):
                    str(item.get('instanceUuid') or '').lower()]
             if wanted in ids:
                 return True
-            return rel is not None and wanted in rel.lower()
+            # Or the file is named after it ('volume-<uuid>'), as a whole
+            # token, not as any substring.
+            base = rel.rsplit('/', 1)[-1].lower() if rel else ''
+            return bool(re.search(r'(?<![0-9a-z])%s(?![0-9a-z])'
+                                  % re.escape(wanted), base))
 
         for item in self.iter_items('virtualDisk', params,
                                     item_check=acceptable):
