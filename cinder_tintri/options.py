@@ -64,24 +64,60 @@ connection_opts = [
     cfg.FloatOpt('tintri_connect_timeout',
                  default=10.0,
                  min=0.1,
-                 help='Seconds to wait for a TCP/TLS connection to the '
-                      'VMstore REST API.'),
+                 help='Seconds one attempt may wait to establish the TCP '
+                      'connection to the VMstore REST API, and for each '
+                      'step of the TLS handshake. Also capped by '
+                      'tintri_request_timeout.'),
     cfg.FloatOpt('tintri_read_timeout',
                  default=60.0,
                  min=0.1,
-                 help='Seconds to wait for a VMstore REST API response '
-                      'once a request was sent.'),
+                 help='Seconds one attempt may wait for the next data from '
+                      'the VMstore once the request is sent: the status '
+                      'line, and then each further piece of the answer. '
+                      'It bounds every single wait, not the whole answer: '
+                      'an answer that trickles in byte by byte is bounded '
+                      'by tintri_request_timeout instead.'),
+    cfg.FloatOpt('tintri_request_timeout',
+                 default=90.0,
+                 min=0.1,
+                 help='Total seconds one attempt of a REST request may '
+                      'take: connecting, sending, and receiving the status '
+                      'line, the headers and the whole body. An attempt '
+                      'still running then is cut off and counts as a '
+                      'timeout (retried or reconciled like one). Each '
+                      'attempt is further limited to what is left of '
+                      'tintri_api_retry_deadline.'),
     cfg.IntOpt('tintri_api_retries',
                default=5,
                min=0,
-               help='How many times a failed REST request (connection '
-                    'error, HTTP 502/503/504, array busy) is retried with '
-                    'capped exponential backoff.'),
+               help='How many times one REST operation is attempted again '
+                    'after a retryable failure (connection error, timeout, '
+                    'HTTP 429/502/503/504, e.g. 503 ERR-API-9013 snapshot '
+                    'inventory busy), with capped exponential backoff and '
+                    'jitter; 0 means one attempt only. A request the array '
+                    'may have carried out is never sent twice: it is '
+                    'looked up instead. Also bounded by '
+                    'tintri_api_retry_deadline.'),
     cfg.FloatOpt('tintri_api_retry_deadline',
                  default=120.0,
                  min=1.0,
-                 help='Total seconds one REST operation may spend on '
-                      'retries before it fails.'),
+                 help='Total seconds one REST operation may take, from its '
+                      'first attempt to its last, including the waits '
+                      'between attempts, a re-login and any look-up of '
+                      'the effect of a request whose answer was lost. No '
+                      'attempt starts or continues past it.'),
+    cfg.FloatOpt('tintri_auth_retry_interval',
+                 default=300.0,
+                 min=0.0,
+                 help='After the VMstore rejected the login (wrong or '
+                      'rotated password), seconds during which no new '
+                      'login is tried: calls fail at once with an error '
+                      'naming the user, without contacting the array. '
+                      'Arrays lock an account after a few failed logins, '
+                      'and retrying on every call would lock out the '
+                      'account the driver shares with other tools. A '
+                      'restart of the service, or new credentials, start '
+                      'afresh. 0 retries the login on every call.'),
     cfg.IntOpt('tintri_api_page_size',
                default=500,
                min=1,

@@ -85,8 +85,12 @@ def enabled_backends(config_file):
     return conf.enabled_backends or []
 
 
+# Every client this process made; their secrets are masked in the output.
+_CLIENTS = []
+
+
 def make_client(c, retries=None, deadline=None):
-    return tclient.TClient(
+    client = tclient.TClient(
         c.tintri_server_hostname, c.tintri_server_username,
         c.tintri_server_password, port=c.tintri_server_port,
         use_https=c.tintri_use_https, verify=c.tintri_ssl_cert_verify,
@@ -96,7 +100,33 @@ def make_client(c, retries=None, deadline=None):
         retries=c.tintri_api_retries if retries is None else retries,
         retry_deadline=min(c.tintri_api_retry_deadline,
                            deadline or c.tintri_api_retry_deadline),
-        page_size=c.tintri_api_page_size, max_pages=c.tintri_api_max_pages)
+        page_size=c.tintri_api_page_size, max_pages=c.tintri_api_max_pages,
+        request_timeout=c.tintri_request_timeout,
+        auth_retry_interval=c.tintri_auth_retry_interval)
+    _CLIENTS.append(client)
+    return client
+
+
+class MaskingWriter(object):
+    """An output stream that masks secrets in everything written.
+
+    What this tool prints comes partly from the array (error messages,
+    snapshot descriptions): the configured password and every session id
+    of the clients made here are replaced by ``***`` (see
+    :func:`cinder_tintri.client.mask_text`).
+    """
+
+    def __init__(self, out, secrets=()):
+        self.out = out
+        self.secrets = [s for s in secrets if s]
+
+    def write(self, text):
+        for client in list(_CLIENTS):
+            text = client.mask(text)
+        return self.out.write(tclient.mask_text(text, self.secrets))
+
+    def flush(self):
+        self.out.flush()
 
 
 def share_list(c):
@@ -230,6 +260,14 @@ class Checker(object):
         self.client = make_client(c, retries=1, deadline=30.0)
         try:
             info = self.client.api_info()
+        except tclient.TintriNotVMstoreError as e:
+            self.report(FAIL, 'api', str(e))
+            return False
+        except tclient.TintriAuthError as e:
+            # An array without /api/info is identified after a login.
+            self.report(FAIL, 'credentials', 'user %s: %s'
+                        % (c.tintri_server_username, e))
+            return False
         except tclient.TintriError as e:
             text = str(e)
             if 'CERTIFICATE' in text.upper() or 'SSL' in text.upper():
@@ -407,6 +445,7 @@ def main(argv=None, out=sys.stdout):
     except cfg.Error as e:
         out.write('FAIL  %-18s %s\n' % ('config', e))
         return 1
+    out = MaskingWriter(out, [conf.tintri_server_password])
     try:
         return args.func(args, conf, out)
     except tclient.TintriError as e:

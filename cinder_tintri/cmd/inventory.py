@@ -43,7 +43,10 @@ def _when(epoch):
 
 
 def _uuid(snap):
-    return (snap.get('uuid') or {}).get('uuid')
+    # The client only yields snapshots with a well-formed uuid object;
+    # tolerate a bare string too.
+    uuid = snap.get('uuid')
+    return uuid.get('uuid') if isinstance(uuid, dict) else uuid
 
 
 class Progress(object):

@@ -19,6 +19,10 @@
   and lost responses, a rejected login, errors, shutdown - contains the
   password (a distinctive ``pw-<hex>``) or any session id the simulator
   issued.
+* The same holds when the array (or a proxy in front of it) echoes the
+  request - request line, every header including the session cookie,
+  the raw body including the login password - into its error pages:
+  a whole driver run through tests/hostile_proxy.py.
 * Bad configuration and bad API input fail with an error that says what
   is wrong.
 """
@@ -39,6 +43,7 @@ from cinder_tintri import client as tclient
 from cinder_tintri import driver as tdriver
 from cinder_tintri.simulator import state as sim_state
 from cinder_tintri.simulator import tls
+from tests import hostile_proxy
 from tests import leak_check
 from tests.unit import driver_base
 
@@ -229,6 +234,88 @@ class SecretsInLogsTest(SecurityTestCase):
         err = self.assertRaises(tclient.TintriAuthError, bad.login)
         self.assertNotIn('pw-bad-secret', str(err))
         self.assertNotIn('pw-bad-secret', repr(err))
+
+
+class EchoingArrayTest(SecurityTestCase):
+    """A whole driver run against an array that echoes every request."""
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.useFixture(
+            hostile_proxy.ProxyFixture(self.sim)).proxy
+        self.flags = dict(self.flags, tintri_server_port=self.proxy.port)
+        self.drv = self.make_driver(self.flags)
+        self.addCleanup(self.drv._image_cache_stop)
+
+    def fails(self, exc_class, func, *args):
+        err = self.assertRaises(exc_class, func, *args)
+        self.errors.append(str(err))
+        return err
+
+    def test_whole_run_through_an_echoing_array(self):
+        drv = self.drv
+        self.errors = []
+        vol = self.new_volume()
+        self.write(vol, b'A' * MiB)
+        # Retried echoes: the POST and GETs succeed on the second try.
+        for path in (r'/cinder/snapshot$', r'/statsRealtime$',
+                     r'/snapshot$'):
+            self.proxy.echo('*', path, status=503, count=1)
+        snap = self.create_snapshot(vol)
+        drv.get_volume_stats(refresh=True)
+        # Failures whose errors quote the request, in every style.
+        for style in ('tintri', 'text', 'html'):
+            self.proxy.clear()
+            self.proxy.echo('POST', r'/cinder/clone$', status=500,
+                            style=style)
+            target = self.create_volume()
+            self.fails(exception.VolumeBackendAPIException,
+                       drv.create_volume_from_snapshot, target, snap)
+            self.fails(exception.VolumeBackendAPIException,
+                       drv.create_cloned_volume, self.create_volume(), vol)
+            self.proxy.echo('POST', r'/cinder/snapshot$', status=500,
+                            style=style)
+            self.fails(exception.VolumeBackendAPIException,
+                       self.create_snapshot, vol)
+            self.proxy.echo('GET', r'/statsRealtime$', status=500,
+                            style=style)
+            drv.get_volume_stats(refresh=True)
+            self.proxy.echo('DELETE', r'/snapshot/', status=500, style=style)
+            self.fails(exception.VolumeBackendAPIException,
+                       drv.delete_snapshot, snap)
+        # Session expiry, then a re-login the array echoes back.
+        self.proxy.clear()
+        self.sim.expire_sessions()
+        self.proxy.echo('POST', r'/session/login$', status=403)
+        self.fails(exception.VolumeBackendAPIException,
+                   self.create_snapshot, vol)
+        # And a new driver whose first login is echoed.
+        self.fails(exception.VolumeBackendAPIException, self.make_driver(
+            self.flags, setup=False).do_setup, self.ctxt)
+        self.proxy.clear()
+        drv._client.set_credentials(self.sim.username, self.password)
+        drv.delete_snapshot(snap)
+        drv.delete_volume(vol)
+        drv._client.close()
+
+        text = '\n'.join(self.capture.lines + self.errors)
+        self.assertEqual(14, len(self.errors))
+        self.assertIn('VMstore API POST /api/v310/cinder/clone failed: '
+                      'HTTP 500', text)
+        self.assertIn('rejected the credentials', text)
+        self.assertIn('"password": "***"', text)
+        self.assertIn('Cookie: ***', text)
+        tokens = self.tokens + [t.upper() for t in self.proxy.session_ids]
+        self.assertGreaterEqual(len(tokens), 3)
+        for secret in [self.password] + tokens:
+            for variant in (secret, secret.lower()):
+                self.assertNotIn(variant, text)
+        self.assertNotIn('JSESSIONID=', text)
+        self.assertNotIn('UNFORMATTABLE', text)
+        # The echoes did hold the secrets the run never showed.
+        sent = b' '.join(b for _m, _p, b in self.proxy.bodies).decode()
+        self.assertIn(self.password, sent)
+        self.assertEqual([], self.sim.inventory()['snapshots'])
 
 
 class BadInputTest(SecurityTestCase):

@@ -23,6 +23,7 @@ import testtools
 
 from cinder_tintri.cmd import cli
 from cinder_tintri.simulator import VMstoreSimulator
+from tests import hostile_proxy
 
 BACKEND = 'tintri-1'
 
@@ -162,3 +163,79 @@ class CheckTestCase(testtools.TestCase):
                                 ['check', '--config-file', conf])
         self.assertEqual(2, exc.code)
         self.assertIn('--backend', err.getvalue())
+
+
+class HostileArrayCheckTest(CheckTestCase):
+    """``check`` against a proxy that is hostile (issue 18 items 1, 2)."""
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.useFixture(
+            hostile_proxy.ProxyFixture(self.sim)).proxy
+
+    def check(self, **changes):
+        changes.setdefault('tintri_server_port', self.proxy.port)
+        rc, verdicts, text = super().check(**changes)
+        for sid in self.proxy.session_ids:
+            self.assertNotIn(sid, text)
+            self.assertNotIn(sid.lower(), text)
+        return rc, verdicts, text
+
+    def test_through_a_clean_proxy_passes(self):
+        rc, verdicts, text = self.check()
+        self.assertEqual(0, rc, text)
+        self.assertEqual('OK', verdicts.get('api version'), text)
+
+    def test_not_a_vmstore_fails(self):
+        cases = [
+            ('<html><title>It works!</title></html>', 'text/html',
+             'an HTML page (text/html)'),
+            ('[{"a": 1}]', 'application/json', 'a JSON list'),
+            ('{"name": "some service"}', 'application/json',
+             'without the RestApi fields'),
+            ('{"productName": "Tintri VMst', 'application/json',
+             'invalid JSON'),
+        ]
+        for body, ctype, needle in cases:
+            self.proxy.clear()
+            self.proxy.replace('*', '.*', body, ctype)
+            rc, verdicts, text = self.check()
+            self.assertEqual(1, rc, text)
+            self.assertEqual('FAIL', verdicts.get('api'), text)
+            self.assertIn('not a VMstore at 127.0.0.1:%d: /api/info '
+                          'answered' % self.proxy.port, text)
+            self.assertIn(needle, text)
+            self.assertNotIn('api version', verdicts, text)
+            self.assertNotIn('credentials', verdicts, text)
+        # Not one login: the password never went to it.
+        self.assertEqual(0, self.proxy.logins)
+
+    def test_strict_array_without_api_info_passes(self):
+        self.proxy.replace('GET', r'^/api/info$', hostile_proxy.
+                           tintri_error_body(404, 'ERR-API-8001',
+                                             'Resource not found.'),
+                           'application/json', status=404)
+        rc, verdicts, text = self.check()
+        self.assertEqual(0, rc, text)
+        self.assertEqual('OK', verdicts.get('api version'), text)
+        self.assertEqual('OK', verdicts.get('credentials'), text)
+
+    def test_echoed_requests_never_printed(self):
+        for style in ('tintri', 'text', 'html'):
+            self.proxy.clear()
+            self.proxy.echo('POST', r'/session/login$', status=403,
+                            style=style)
+            rc, verdicts, text = self.check()
+            self.assertEqual('FAIL', verdicts.get('credentials'), text)
+            self.assertIn('rejected the credentials', text)
+            if style == 'tintri':
+                # The echo is in full (text pages are cut to 200 chars).
+                self.assertIn('"password": "***"', text)
+            self.proxy.clear()
+            self.proxy.echo('GET', r'/statsRealtime$', status=500,
+                            style=style)
+            rc, verdicts, text = self.check()
+            self.assertEqual('WARN', verdicts.get('capacity'), text)
+            if style == 'tintri':
+                self.assertIn('Cookie: ***', text)
+        self.assertTrue(self.proxy.session_ids)

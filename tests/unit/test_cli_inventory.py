@@ -25,6 +25,7 @@ import testtools
 from cinder_tintri import client as tclient
 from cinder_tintri.cmd import inventory
 from cinder_tintri.simulator import VMstoreSimulator
+from tests import hostile_proxy
 
 SHARE = '127.0.0.1:/tintri/cinder'
 
@@ -33,7 +34,7 @@ def _id():
     return str(uuid.uuid4())
 
 
-class InventoryTestCase(testtools.TestCase):
+class InventoryBase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -58,6 +59,52 @@ class InventoryTestCase(testtools.TestCase):
     def snap(self, file_name, description, owner):
         return self.client.create_snapshot('/tintri/cinder', file_name,
                                            owner, description)
+
+    def _conf(self, port=None):
+        port = port or self.sim.port
+        shares = os.path.join(self.tmp, 'shares')
+        with open(shares, 'w') as f:
+            f.write(SHARE + '\n')
+        base = os.path.join(self.tmp, 'mnt')
+        os.makedirs(base)
+        # The share as the driver would have mounted it.
+        os.symlink(self.share_dir, os.path.join(
+            base, inventory_mount_name(SHARE)))
+        conf = os.path.join(self.tmp, 'cinder.conf')
+        with open(conf, 'w') as f:
+            f.write(f"""[DEFAULT]
+enabled_backends = tintri
+
+[database]
+connection = sqlite:///{self.tmp}/cinder.sqlite
+
+[coordination]
+backend_url = file://{self.tmp}/locks
+
+[tintri]
+nfs_shares_config = {shares}
+nfs_mount_point_base = {base}
+tintri_server_hostname = {self.sim.host}
+tintri_server_port = {port}
+tintri_server_username = {self.sim.username}
+tintri_server_password = {self.password}
+driver_ssl_cert_path = {self.sim.ca_path}
+""")
+        subprocess.run([os.path.join(os.path.dirname(sys.executable),
+                                     'cinder-manage'), '--config-file',
+                        conf, 'db', 'sync'], check=True,
+                       capture_output=True, timeout=600)
+        return conf
+
+    def _cli(self, *args):
+        proc = subprocess.run(
+            [sys.executable, '-m', 'cinder_tintri.cmd.cli'] + list(args),
+            capture_output=True, text=True, timeout=300)
+        self.assertNotIn(self.password, proc.stdout + proc.stderr)
+        return proc
+
+
+class InventoryTestCase(InventoryBase):
 
     def test_find_orphans_exactly(self):
         kept_vol, gone_vol, gone_clone = _id(), _id(), _id()
@@ -102,48 +149,6 @@ class InventoryTestCase(testtools.TestCase):
             self.assertIn(image, out.getvalue())
         self.assertIn('2 image snapshot(s)', out.getvalue())
 
-    def _conf(self):
-        shares = os.path.join(self.tmp, 'shares')
-        with open(shares, 'w') as f:
-            f.write(SHARE + '\n')
-        base = os.path.join(self.tmp, 'mnt')
-        os.makedirs(base)
-        # The share as the driver would have mounted it.
-        os.symlink(self.share_dir, os.path.join(
-            base, inventory_mount_name(SHARE)))
-        conf = os.path.join(self.tmp, 'cinder.conf')
-        with open(conf, 'w') as f:
-            f.write(f"""[DEFAULT]
-enabled_backends = tintri
-
-[database]
-connection = sqlite:///{self.tmp}/cinder.sqlite
-
-[coordination]
-backend_url = file://{self.tmp}/locks
-
-[tintri]
-nfs_shares_config = {shares}
-nfs_mount_point_base = {base}
-tintri_server_hostname = {self.sim.host}
-tintri_server_port = {self.sim.port}
-tintri_server_username = {self.sim.username}
-tintri_server_password = {self.password}
-driver_ssl_cert_path = {self.sim.ca_path}
-""")
-        subprocess.run([os.path.join(os.path.dirname(sys.executable),
-                                     'cinder-manage'), '--config-file',
-                        conf, 'db', 'sync'], check=True,
-                       capture_output=True, timeout=600)
-        return conf
-
-    def _cli(self, *args):
-        proc = subprocess.run(
-            [sys.executable, '-m', 'cinder_tintri.cmd.cli'] + list(args),
-            capture_output=True, text=True, timeout=300)
-        self.assertNotIn(self.password, proc.stdout + proc.stderr)
-        return proc
-
     def test_cli_end_to_end(self):
         conf = self._conf()
         vol = _id()
@@ -167,6 +172,62 @@ driver_ssl_cert_path = {self.sim.ca_path}
         self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
         self.assertIn('0 image snapshot(s) deleted', proc.stdout)
         self.assertEqual(2, len(self.sim.inventory()['snapshots']))
+
+
+# The CLI with every logger at DEBUG on stderr.
+DEBUG_CLI = ('import logging, sys; '
+             'logging.basicConfig(level=logging.DEBUG, stream=sys.stderr); '
+             'from cinder_tintri.cmd import cli; '
+             'sys.exit(cli.main(sys.argv[1:]))')
+
+
+class HostileArrayCliTest(InventoryBase):
+    """Every command, against an array that echoes requests (18.2)."""
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.useFixture(
+            hostile_proxy.ProxyFixture(self.sim)).proxy
+
+    def _debug_cli(self, *args):
+        proc = subprocess.run([sys.executable, '-c', DEBUG_CLI] + list(args),
+                              capture_output=True, text=True, timeout=300)
+        output = proc.stdout + proc.stderr
+        for secret in [self.password] + self.proxy.session_ids:
+            for form in (secret, secret.lower()):
+                self.assertNotIn(form, output, args)
+        return proc
+
+    def test_no_command_prints_or_logs_a_secret(self):
+        conf = self._conf(port=self.proxy.port)
+        vol = _id()
+        self.file('volume-' + vol)
+        self.snap('volume-' + vol, 'image-' + _id(), _id())
+        commands = [('image-cache', 'list'), ('image-cache', 'clean'),
+                    ('orphans',)]
+        # 1. Logins echoed (the body holds the password).
+        self.proxy.echo('POST', r'/session/login$', status=403)
+        for cmd in commands:
+            proc = self._debug_cli(*(cmd + ('--config-file', conf)))
+            output = proc.stdout + proc.stderr
+            self.assertIn('rejected the credentials', output)
+            self.assertIn('"password": "***"', output)
+        # 2. Authenticated calls echoed (the Cookie holds the session),
+        #    once as a retryable 503, then as a failure.
+        for style in ('tintri', 'text'):
+            for cmd in commands:
+                self.proxy.clear()
+                for path in (r'/snapshot$', r'/statsRealtime$'):
+                    self.proxy.echo('GET', path, status=503, style=style,
+                                    count=1)
+                    self.proxy.echo('GET', path, status=500, style=style)
+                proc = self._debug_cli(*(cmd + ('--config-file', conf)))
+                self.assertIn('VMstore API', proc.stdout + proc.stderr)
+                self.assertIn('retry 1/', proc.stderr)
+        self.assertGreaterEqual(len(self.proxy.session_ids), 6)
+        # The echoes did carry both secrets.
+        seen = b' '.join(b for _m, _p, b in self.proxy.bodies)
+        self.assertIn(self.password.encode(), seen)
 
 
 def inventory_mount_name(share):

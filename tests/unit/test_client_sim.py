@@ -452,3 +452,85 @@ class SecretsTest(SimulatorTestBase):
         for sid in sessions:
             self.assertTrue(sid)
             self.assertNotIn(sid, output)
+
+
+class InventoryBusyTest(SimulatorTestBase):
+    """503 ERR-API-9013 "snapshot inventory busy" is retried (17.3)."""
+
+    GET_ONE = 'GET /api/v310/snapshot/{uuid}'
+
+    def test_each_snapshot_endpoint_retried(self):
+        sim = self.start_sim()
+        self.make_volume(sim)
+        cl = self.make_client(sim, retries=3)
+        cl.login()
+        state = {}
+
+        def create():
+            state['uuid'] = cl.create_snapshot('/tintri/cinder', 'volume-1',
+                                               'VOL-1', 'snap-busy')
+            return state['uuid']
+        calls = [(SNAP_CREATE, create),
+                 (SNAP_LIST, lambda: list(cl.find_snapshots())),
+                 (self.GET_ONE, lambda: cl.get_snapshot(state['uuid']))]
+        for endpoint, call in calls:
+            sim.inject_fault(endpoint, count=2, mode='error', status=503,
+                             code='ERR-API-9013')
+            before = sim.request_counts().get(endpoint, 0)
+            self.assertTrue(call())
+            self.assertEqual(before + 3, sim.request_counts()[endpoint],
+                             endpoint)
+        # The POST was resent twice (503: not processed) yet made one.
+        self.assertEqual(1, len(self.snapshots_described(sim, 'snap-busy')))
+
+    def test_bounded_by_retries(self):
+        sim = self.start_sim()
+        self.make_volume(sim)
+        cl = self.make_client(sim, retries=2)
+        cl.login()
+        sim.inject_fault(SNAP_CREATE, count=10, mode='error', status=503,
+                         code='ERR-API-9013')
+        e = self.assertRaises(client.TintriError, cl.create_snapshot,
+                              '/tintri/cinder', 'volume-1', 'VOL-1', 'snap')
+        self.assertEqual((503, 'ERR-API-9013'), (e.status, e.code))
+        self.assertIn('3 attempt(s)', str(e))
+        self.assertEqual(3, sim.request_counts()[SNAP_CREATE])
+        self.assertEqual([], sim.inventory()['snapshots'])
+
+
+class DiskAndCountTest(SimulatorTestBase):
+    """find_virtual_disk, host_refresh, count_snapshots (issue 17)."""
+
+    def test_find_virtual_disk_after_host_refresh(self):
+        sim = self.start_sim()
+        vol = '5b1c8a4e-3f7d-4c2b-9a61-0d2e8f7c6b5a'
+        self.make_volume(sim, name='volume-' + vol)
+        cl = self.make_client(sim)
+        self.assertIsNone(cl.find_virtual_disk(uuid=vol))
+        for _ in range(2):  # idempotent
+            cl.host_refresh('compute-1', '/tintri/cinder/volume-' + vol,
+                            region='RegionOne', volume_id=vol)
+        self.assertEqual(['cinder/volume-' + vol],
+                         sim.inventory()['refreshed'])
+        disk = cl.find_virtual_disk(uuid=vol)
+        self.assertTrue(client.is_vm_uuid(disk['vm_uuid']), disk)
+        self.assertEqual('cinder/volume-' + vol, disk['path'])
+        self.assertEqual(vol, disk['instance_uuid'])
+        by_path = cl.find_virtual_disk(path='/tintri/cinder/volume-' + vol)
+        self.assertEqual(disk['vm_uuid'], by_path['vm_uuid'])
+        self.assertIsNone(cl.find_virtual_disk(
+            uuid=vol, path='/tintri/cinder/volume-other'))
+
+    def test_count_snapshots_in_one_request(self):
+        sim = self.start_sim(page_size=100)
+        sim.seed_snapshots(250, vm_name='many')
+        self.make_volume(sim)
+        cl = self.make_client(sim)
+        for i in range(3):
+            cl.create_snapshot('/tintri/cinder', 'volume-1', 'VOL-1',
+                               'snap-%d' % i)
+        sim.reset_counts()
+        self.assertEqual(253, cl.count_snapshots())
+        self.assertEqual(3, cl.count_snapshots(vmUuid='VOL-1'))
+        self.assertEqual(0, cl.count_snapshots(contain='nothing-like-it'))
+        self.assertEqual(3, sim.request_counts()[SNAP_LIST])
