@@ -172,6 +172,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             retry_deadline=conf.tintri_api_retry_deadline,
             page_size=conf.tintri_api_page_size,
             max_pages=conf.tintri_api_max_pages,
+            request_timeout=conf.tintri_request_timeout,
+            auth_retry_interval=conf.tintri_auth_retry_interval,
             client_id='cinder-tintri-%s' % self.VERSION)
 
     def _check_array(self):
@@ -179,6 +181,14 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         host = self.configuration.tintri_server_hostname
         try:
             info = self._client.api_info()
+        except tclient.TintriNotVMstoreError as e:
+            msg = (_('The server at %(host)s is not a Tintri VMstore: '
+                     '%(err)s') % {'host': host, 'err': e})
+            raise exception.VolumeBackendAPIException(data=msg)
+        except tclient.TintriAuthError as e:
+            # A strict array without /api/info is identified after a login.
+            msg = _('VMstore %(host)s: %(err)s') % {'host': host, 'err': e}
+            raise exception.VolumeBackendAPIException(data=msg)
         except tclient.TintriError as e:
             msg = (_('Cannot reach the VMstore REST API at %(host)s: '
                      '%(err)s') % {'host': host, 'err': e})
@@ -195,11 +205,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         try:
             self._client.login()
         except tclient.TintriAuthError as e:
-            msg = (_('VMstore %(host)s rejected the credentials of user '
-                     '%(user)s: %(err)s')
-                   % {'host': host,
-                      'user': self.configuration.tintri_server_username,
-                      'err': e})
+            msg = _('VMstore %(host)s: %(err)s') % {'host': host, 'err': e}
             raise exception.VolumeBackendAPIException(data=msg)
         except tclient.TintriError as e:
             msg = (_('Login to VMstore %(host)s failed: %(err)s')

@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 
 from cinder.privsep import sys_admin_pctxt
 from cinder import service
@@ -52,8 +53,10 @@ class Env(object):
         root = self.tmp
         if use_xfs:
             root = test.useFixture(tfixtures.XfsFixture(size_mb=4096)).path
+        kwargs = dict({'password': 'Sim-%s' % uuid.uuid4().hex[:12]},
+                      **(sim_kwargs or {}))
         self.sim = VMstoreSimulator(root=os.path.join(root, 'array'),
-                                    **(sim_kwargs or {}))
+                                    **kwargs)
         self.sim.start()
         test.addCleanup(self.sim.stop)
         self.share_dir = os.path.join(self.sim.datastore, 'cinder')

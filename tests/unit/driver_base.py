@@ -20,6 +20,7 @@ driver writes lands where the simulated array sees it.
 import os
 import shutil
 import tempfile
+import uuid
 from unittest import mock
 
 from cinder import context
@@ -53,7 +54,11 @@ class DriverTestCase(test.TestCase):
         self.ctxt = context.get_admin_context()
         self.tmp = tempfile.mkdtemp(prefix='tintri-test-')
         self.addCleanup(_rmtree, self.tmp)
-        self.sim = VMstoreSimulator(**self.SIM_KWARGS)
+        # Never a word such as the simulator's default 'tintri': clients
+        # mask their passwords in every text they raise or log.
+        kwargs = dict({'password': 'Sim-%s' % uuid.uuid4().hex[:12]},
+                      **self.SIM_KWARGS)
+        self.sim = VMstoreSimulator(**kwargs)
         self.sim.start()
         self.addCleanup(self.sim.stop)
         self.shares = []

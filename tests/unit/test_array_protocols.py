@@ -263,7 +263,7 @@ class Vmstore6HelpersAcceptTest(ProtocolBase):
         self.assertEqual([], self.live_snapshots())
 
 
-class DeleteModesBase(ProtocolBase):
+class DeleteModesMixin(object):
     """Deleting a Cinder snapshot whose array snapshot has clones."""
 
     EXPECT = None
@@ -305,26 +305,26 @@ class DeleteModesBase(ProtocolBase):
         self.assertEqual([vol.name], self.share_entries())
 
 
-class Vmstore6AcceptTest(DeleteModesBase):
+class Vmstore6AcceptTest(DeleteModesMixin, ProtocolBase):
     SIM_KWARGS = {'profile': 'vmstore6', 'delete_with_clones': 'accept'}
     EXPECT = 'accept'
 
 
-class Vmstore6RefusePutTest(DeleteModesBase):
+class Vmstore6RefusePutTest(DeleteModesMixin, ProtocolBase):
     SIM_KWARGS = {'profile': 'vmstore6', 'delete_with_clones': 'refuse_put'}
     EXPECT = 'refuse_put'
 
 
-class Vmstore6RefuseTest(DeleteModesBase):
+class Vmstore6RefuseTest(DeleteModesMixin, ProtocolBase):
     SIM_KWARGS = {'profile': 'vmstore6', 'delete_with_clones': 'refuse'}
     EXPECT = 'refuse'
 
 
-class Vmstore4RefuseTest(DeleteModesBase):
+class Vmstore4RefuseTest(DeleteModesMixin, ProtocolBase):
     SIM_KWARGS = {'profile': 'vmstore4', 'delete_with_clones': 'refuse'}
     EXPECT = 'refuse'
 
 
-class Vmstore4DefaultTest(DeleteModesBase):
+class Vmstore4DefaultTest(DeleteModesMixin, ProtocolBase):
     SIM_KWARGS = {'profile': 'vmstore4'}
     EXPECT = 'refuse_put'

@@ -716,8 +716,14 @@ class NewEndpointsTest(HostileTestBase):
 
     def test_get_file_info(self):
         cl = self.make_client()
-        # Today's simulator lacks the endpoint: 404, None.
-        self.assertIsNone(cl.get_file_info('/tintri/cinder/volume-1'))
+        # The simulator serves the official endpoint: the real file; a
+        # missing one is 404, None.
+        info = cl.get_file_info('/tintri/cinder/volume-1')
+        self.assertEqual(
+            (False, 'cinder/volume-1', os.stat(os.path.join(
+                self.sim.datastore, 'cinder', 'volume-1')).st_size),
+            (info['is_dir'], info['path'], info['size']))
+        self.assertIsNone(cl.get_file_info('/tintri/cinder/no-such-file'))
         self.proxy.replace('GET', r'/fileDirInfo/cinder/volume-1$', json.dumps(
             {'typeId': 'com.tintri.api.rest.v310.dto.domain.beans.'
                        'filesystem.FileSystemInfo', 'isDir': False,
