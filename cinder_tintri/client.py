@@ -2171,23 +2171,29 @@ class TClient(object):
 
     # ------------------------------------------------------------ clones
 
-    def clone_volume(self, snapshot_uuid, volume_path):
+    def clone_volume(self, snapshot_uuid, volume_path, landed=None):
         """Clone a snapshot into the directory ``volume_path``.
 
         The array creates the directory ``volume_path`` (e.g.
         '/tintri/cinder/tmp-xyz') holding the clone under the source file's
         base name. When the response to the POST is lost (or is not a
-        valid answer) it is resent; a 409 "already exists" answering that
-        resend means the first attempt created the clone and counts as
-        success.
+        valid answer), ``landed()`` (the caller can see the share) is
+        asked whether the clone is there; if not the POST is resent, and
+        a 409 "already exists" answering that resend means the first
+        attempt created the clone and counts as success.
         """
         spec = {
             'typeId': CLONE_SPEC_TYPE,
             'tintriSnapshotUuid': snapshot_uuid,
             'destinationPaths': [export_relative(volume_path)],
         }
+
+        def reconcile():
+            if landed is not None and landed():
+                return {}
+            return None
         return self._call('POST', 'cinder/clone', body=spec,
-                          reconcile=lambda: None,
+                          reconcile=reconcile,
                           resend_ok_statuses=(409,), expect='any')
 
     def host_refresh(self, hostname, volume_file_path, region=None,

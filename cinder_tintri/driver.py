@@ -391,8 +391,22 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         tmp_dir = os.path.join(mount, tmp_name)
         target = os.path.join(mount, target_name)
         try:
-            self._client.clone_volume(
-                snapshot_uuid, '%s/%s' % (self._export_path(share), tmp_name))
+            def landed():
+                return _holds_one_file(tmp_dir)
+            try:
+                self._client.clone_volume(
+                    snapshot_uuid,
+                    '%s/%s' % (self._export_path(share), tmp_name),
+                    landed=landed)
+            except tclient.TintriError as e:
+                # A resend refused because the first attempt's clone is
+                # there (409, or 400 on arrays that use the documented
+                # 3205 for it): the clone landed in our own directory.
+                if e.status not in (400, 409) or not landed():
+                    raise
+                LOG.info('VMstore clone of %(snap)s landed although the '
+                         'array answered %(err)s.',
+                         {'snap': snapshot_uuid, 'err': e})
             cloned = self._cloned_file(tmp_dir, source_name, snapshot_uuid)
             try:
                 existing = share_files.lstat_regular(target, missing_ok=True)
@@ -951,3 +965,18 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                        '%s (%.1f of %.1f GiB free)' % (
                            p['pool_name'], p['free_capacity_gb'],
                            p['total_capacity_gb']) for p in pools)})
+
+
+def _holds_one_file(directory):
+    """True when ``directory`` (a clone's destination) holds a file."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return False
+    if len(entries) != 1:
+        return False
+    try:
+        return share_files.lstat_regular(
+            os.path.join(directory, entries[0]), missing_ok=True) is not None
+    except share_files.ShareFileError:
+        return False

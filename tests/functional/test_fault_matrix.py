@@ -116,8 +116,10 @@ class FaultMatrixBase(driver_base.DriverTestCase):
 
     # Datastore paths the leak checker ignores (images on a Glance share).
     LEAK_IGNORE = ()
-    # The strict VMstore >= 6 array (issue 17).
-    SIM_KWARGS = {'profile': 'vmstore6'}
+    # The strict VMstore >= 6 array (issue 17), with the snapshot PUT the
+    # 'delete snapshot with clones' cells exercise (the other two delete
+    # behaviours: tests.unit.test_array_protocols and test_lifecycle).
+    SIM_KWARGS = {'profile': 'vmstore6', 'delete_with_clones': 'refuse_put'}
 
     def driver_flags(self, shares_file):
         flags = super().driver_flags(shares_file)
@@ -469,7 +471,7 @@ class DriverFaultMatrixTest(FaultMatrixBase):
             vol = self.new_volume()
             snap = self._snapshot_obj(vol, status='creating')
             # An array snapshot Cinder forgot (unmanaged), by its name.
-            uuid = self.drv._client.create_snapshot(
+            uuid = self.drv._inventory.snapshot(
                 self.drv._export_path(self.share), vol.name, vol.id,
                 snap.name)
 
@@ -621,6 +623,12 @@ class LateArrayWorkTest(FaultMatrixBase):
 
     def test_delete_failed_clone_removes_late_helper_snapshot(self):
         src = self.new_volume()
+        # A first snapshot (of another volume) settles the protocol, so the
+        # stalled POST below is one the array completes late.
+        other = self.new_volume()
+        other_snap = self._snapshot_obj(other)
+        other_snap.update(self.drv.create_snapshot(other_snap))
+        other_snap.save()
         vol = self._failed_volume()
         self.sim.inject_fault(SNAP, count=50, mode='delay', delay=STALL)
         self.assertRaises(exception.VolumeBackendAPIException,
@@ -632,7 +640,9 @@ class LateArrayWorkTest(FaultMatrixBase):
         self.drv.delete_volume(vol)
         vol.destroy()
         leak_check.assert_no_leaks(self, self.sim)
-        self.assertEqual([], self.sim.inventory()['snapshots'])
+        self.assertEqual([other_snap.provider_id],
+                         [s['uuid']['uuid']
+                          for s in self.sim.inventory()['snapshots']])
 
     def test_delete_failed_create_removes_late_clone(self):
         src = self.new_volume()
