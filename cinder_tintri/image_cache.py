@@ -13,7 +13,9 @@
 
 The driver caches a Glance image on the array as a snapshot whose
 description is ``image-<image id>`` and whose ``vmUuid`` is the image id
-(see :mod:`cinder_tintri.images`).  :class:`ImageCacheCleaner` removes such
+(direct protocol) or whose instance id or VM name names the image
+(refresh protocol; see :mod:`cinder_tintri.images` and
+:mod:`cinder_tintri.inventory`).  :class:`ImageCacheCleaner` removes such
 snapshots when they are no longer worth keeping:
 
 * **expiry** - a snapshot not used for ``expiry_days`` days is deleted.
@@ -61,12 +63,18 @@ def image_id_of(snapshot):
     if not desc.startswith(IMAGE_PREFIX):
         return None
     image_id = desc[len(IMAGE_PREFIX):]
+    if not image_id:
+        return None
     vm_uuid = snapshot.get('vmUuid')
     if isinstance(vm_uuid, dict):
         vm_uuid = vm_uuid.get('uuid')
-    if not image_id or vm_uuid != image_id:
-        return None
-    return image_id
+    # Direct protocol: filed under the image id.  Refresh protocol
+    # (VMstore >= 6): filed under the array's VM of the cached file, with
+    # the image id as instance id or the file image-<id> as the VM name.
+    if image_id in (vm_uuid, snapshot.get('instanceId')) or \
+            snapshot.get('vmName') == desc:
+        return image_id
+    return None
 
 
 def _uuid(snapshot):

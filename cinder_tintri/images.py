@@ -194,8 +194,10 @@ class TintriImageMixin(object):
 
     def _image_find_snapshot(self, image_id):
         """The image's cache snapshot (one REST request), or None."""
+        # By its unique description alone: the VM it is filed under is the
+        # image id (direct protocol) or the array's VM (refresh protocol).
         snap = self._client.find_snapshot_by_description(
-            IMAGE_PREFIX + image_id, vm_uuid=image_id)
+            IMAGE_PREFIX + image_id)
         if snap is not None and image_cache.image_id_of(snap) != image_id:
             return None
         return snap
@@ -288,13 +290,13 @@ class TintriImageMixin(object):
                 self._image_reraise_unsafe(image_id, e)
                 raise
             try:
-                snap_uuid = self._client.create_snapshot(
-                    '%s/%s' % (self._export_path(share), tmp_name),
-                    source_name, image_id, IMAGE_PREFIX + image_id,
-                    vm_name=source_name)
+                snap_uuid = self._snapshot_file(
+                    share, source_name, image_id, IMAGE_PREFIX + image_id,
+                    export='%s/%s' % (self._export_path(share), tmp_name))
                 LOG.info('Cached image %(image)s on the VMstore as snapshot '
                          '%(uuid)s.', {'image': image_id, 'uuid': snap_uuid})
-            except tclient.TintriError as e:
+            except (tclient.TintriError,
+                    exception.VolumeBackendAPIException) as e:
                 LOG.warning('Could not cache image %(image)s on the VMstore '
                             '(the volume is fine): %(err)s',
                             {'image': image_id, 'err': e})
@@ -319,9 +321,9 @@ class TintriImageMixin(object):
             if directory:
                 export = '%s/%s' % (export, directory)
             try:
-                snap_uuid = self._client.create_snapshot(
-                    export, name, image_id, IMAGE_PREFIX + image_id,
-                    vm_name=name)
+                snap_uuid = self._snapshot_file(
+                    src_share, name, image_id, IMAGE_PREFIX + image_id,
+                    export=export)
             except tclient.TintriError as e:
                 raise self._api_error(
                     _('Caching image %s from its Glance share') % image_id, e)

@@ -42,12 +42,12 @@ class CleanerTestCase(driver_base.DriverTestCase):
             f.write(b'x' * 4096)
         self.src = 'cinder/image-src'
 
-    def seed_image(self, age_days, image_id=None, **fields):
+    def seed_image(self, age_days, image_id=None, vm_name=None, **fields):
         image_id = image_id or str(uuid.uuid4())
         fields.setdefault('description', 'image-' + image_id)
         fields.setdefault('vmUuid', image_id)
         snap_uuid, = self.sim.seed_snapshots(
-            1, file=self.src, vm_name='image-' + image_id,
+            1, file=self.src, vm_name=vm_name or 'image-' + image_id,
             createTime=self.now_ms - int(age_days * DAY_MS), **fields)
         return snap_uuid, image_id
 
@@ -87,7 +87,9 @@ class ExpiryTest(CleanerTestCase):
         others = set(self.sim.seed_snapshots(
             5, file=self.src, createTime=self.now_ms - 90 * DAY_MS))
         others.add(self.seed_image(60, description='image-not-its-vm')[0])
-        others.add(self.seed_image(60, vmUuid='someone-else')[0])
+        # (A VM, instance and VM name that do not name the image.)
+        others.add(self.seed_image(60, vmUuid='someone-else',
+                                   vm_name='someone-else')[0])
         others.add(self.seed_image(60, description='my-image-backup')[0])
         others.add(self.seed_image(60, type='USER_GENERATED_SNAPSHOT')[0])
         self.sim.reset_counts()
