@@ -632,10 +632,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def _remember_vm(self, volume):
         """Record the volume's VMstore VM uuid in its provider_id."""
         vm = self._inventory.cached(volume.id)
-        if vm is None or volume.provider_id == vm.vm_uuid:
+        if vm is None:
             return
-        volume.provider_id = vm.vm_uuid
         try:
+            if volume.provider_id == vm.vm_uuid:
+                return
+            volume.provider_id = vm.vm_uuid
             volume.save()
         except Exception as e:
             LOG.debug('Cannot record the VM of volume %s: %s', volume.id, e)
@@ -645,8 +647,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         volume = snapshot.volume
         share = self._share_of(volume)
         path, _st = self._volume_file(volume)   # or refuse
-        detached = volume.attach_status == 'detached'
-        identity = self._fresh_identity(path) if detached else None
+        identity = self._fresh_identity(path) if _detached(volume) else None
         try:
             snap_uuid = self._snapshot_file(share, volume.name, volume.id,
                                             snapshot.name)
@@ -811,7 +812,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         cached = self._clone_sources.get(src_vref.id)
         if cached is None or identity is None or cached[1] != identity:
             return None
-        if src_vref.attach_status != 'detached':
+        if not _detached(src_vref):
             return None   # writes may be in flight
         try:
             snap = self._client.get_snapshot(cached[0])
@@ -979,4 +980,12 @@ def _holds_one_file(directory):
         return share_files.lstat_regular(
             os.path.join(directory, entries[0]), missing_ok=True) is not None
     except share_files.ShareFileError:
+        return False
+
+
+def _detached(volume):
+    """True only when Cinder says nothing has the volume attached."""
+    try:
+        return volume.attach_status == 'detached'
+    except Exception:
         return False

@@ -20,8 +20,8 @@ driver writes lands where the simulated array sees it.
 import os
 import shutil
 import tempfile
-import uuid
 from unittest import mock
+import uuid
 
 from cinder import context
 from cinder.privsep import sys_admin_pctxt
