@@ -399,8 +399,11 @@ def cmd_orphans(args, conf, out):
                                          snapshot_ids, provider_ids)
     for kind, where, what, why in orphans:
         out.write('%-8s  %-40s  %s: %s\n' % (kind, where, what, why))
-    out.write('%d orphan(s)\n' % len(orphans))
-    return 1 if orphans else 0
+    pending = [o for o in orphans if o[0] == 'pending']
+    real = len(orphans) - len(pending)
+    out.write('%d orphan(s), %d snapshot(s) pending deletion\n'
+              % (real, len(pending)))
+    return 1 if real else 0
 
 
 def main(argv=None, out=sys.stdout):

@@ -24,6 +24,7 @@ import sys
 import time
 
 from cinder_tintri import image_cache
+from cinder_tintri import snapshot_deletion
 
 # What the driver names things (see cinder_tintri.driver / images).
 UUID = r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
@@ -111,15 +112,33 @@ def find_orphans(client, mounts, volume_ids, snapshot_ids, provider_ids,
     :param volume_ids: ids (and name ids) of the Cinder volumes.
     :param snapshot_ids: ids of the Cinder snapshots.
     :param provider_ids: provider_ids of the Cinder snapshots.
-    :returns: list of (kind, where, what, why).
+    :returns: list of (kind, where, what, why).  Snapshots pending
+        deletion (their Cinder snapshot is deleted, the array keeps them
+        until their clones are gone) are listed as kind 'pending': they
+        are not leaks, the driver deletes them itself.
     """
     orphans = []
+    pending = {}
+    for share, mount in sorted(mounts.items()):
+        for rec in snapshot_deletion.pending(mount):
+            pending[rec['snapshot_uuid']] = (share, rec)
     progress = Progress('snapshots read', err)
     for snap in client.find_snapshots(type=image_cache.SNAPSHOT_TYPE):
         progress.tick()
         uuid = _uuid(snap)
         desc = snap.get('description') or ''
         if snap.get('isDeleted') or uuid in provider_ids:
+            continue
+        if uuid in pending:
+            share, rec = pending.pop(uuid)
+            since = rec.get('since')
+            orphans.append((
+                'pending', uuid, desc,
+                'pending deletion since %s (Cinder snapshot %s deleted), '
+                'waiting for %s clone(s) to go; recorded on %s'
+                % (_when(since) if isinstance(since, int) else '?',
+                   rec.get('snapshot_id', '?'),
+                   snap.get('cloneReferenceCount', '?'), share)))
             continue
         m = SNAPSHOT_DESC.match(desc)
         if m and m.group(1) not in snapshot_ids:
@@ -133,6 +152,12 @@ def find_orphans(client, mounts, volume_ids, snapshot_ids, provider_ids,
             orphans.append(('snapshot', uuid, desc,
                             'clone helper of volume %s, which does not '
                             'exist, and without clones' % m.group(1)))
+    for uuid, (share, rec) in sorted(pending.items()):
+        # Recorded but no longer on the array: the next periodic run of
+        # the driver drops the record.
+        orphans.append(('pending', uuid, rec.get('snapshot_id', '?'),
+                        'pending deletion already done on the array; the '
+                        'driver removes the record on %s' % share))
     progress = Progress('files read', err)
     for share, mount in sorted(mounts.items()):
         try:

@@ -25,6 +25,7 @@ import testtools
 from cinder_tintri import client as tclient
 from cinder_tintri.cmd import inventory
 from cinder_tintri.simulator import VMstoreSimulator
+from cinder_tintri import snapshot_deletion
 from tests import hostile_proxy
 
 SHARE = '127.0.0.1:/tintri/cinder'
@@ -134,6 +135,33 @@ class InventoryTestCase(InventoryBase):
         ]), got)
         uuids = {where for kind, where, _w, _y in found if kind == 'snapshot'}
         self.assertEqual({orphan_uuid, helper}, uuids)
+
+    def test_pending_deletions_are_shown_not_counted(self):
+        vol = _id()
+        gone_snap = _id()
+        self.file('volume-' + vol)
+        pending_uuid = self.snap('volume-' + vol, 'snapshot-' + gone_snap,
+                                 vol)
+        snapshot_deletion.record(self.share_dir, pending_uuid,
+                                 {'snapshot_id': gone_snap,
+                                  'volume_id': vol})
+        # A record whose array snapshot is gone already.
+        snapshot_deletion.record(self.share_dir, 'F' * 36 + '-SST-' + '0' * 16,
+                                 {'snapshot_id': _id()})
+        found = inventory.find_orphans(
+            self.client, {SHARE: self.share_dir}, {vol}, set(), set(),
+            err=io.StringIO())
+        kinds = sorted((kind, where) for kind, where, _w, _y in found)
+        self.assertEqual(sorted([('pending', pending_uuid),
+                                 ('pending', 'F' * 36 + '-SST-' + '0' * 16)]),
+                         kinds)
+        why = [y for k, w, _x, y in found if w == pending_uuid][0]
+        self.assertIn(gone_snap, why)
+        self.assertIn('pending deletion since', why)
+        # Through the CLI: shown, and not a failure.
+        proc = self._cli('orphans', '--config-file', self._conf())
+        self.assertIn(pending_uuid, proc.stdout)
+        self.assertIn('2 snapshot(s) pending deletion', proc.stdout)
 
     def test_image_cache_list(self):
         src = self.file('volume-' + _id())
