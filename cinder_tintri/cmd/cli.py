@@ -406,6 +406,13 @@ def cmd_orphans(args, conf, out):
     return 1 if real else 0
 
 
+def cmd_volumes(args, conf, out):
+    mounts = _mounted_shares(conf, out)
+    with make_client(conf) as client:
+        inventory.volume_report(client, mounts, out)
+    return 0
+
+
 def main(argv=None, out=sys.stdout):
     parser = argparse.ArgumentParser(
         prog='cinder-tintri',
@@ -429,6 +436,11 @@ def main(argv=None, out=sys.stdout):
                         '(exit 1 when there are any)')
     _add_common(orphans)
     orphans.set_defaults(func=cmd_orphans)
+    volumes = sub.add_parser(
+        'volumes', help='per-volume report: size on the share and on the '
+                        'array, the VMstore VM and the space it uses')
+    _add_common(volumes)
+    volumes.set_defaults(func=cmd_volumes)
     args = parser.parse_args(argv)
     # cinder's import announces that eventlet is deprecated; not news to
     # an operator running this tool.

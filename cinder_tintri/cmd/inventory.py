@@ -32,6 +32,7 @@ VOLUME_FILE = re.compile(r'^volume-(%s)$' % UUID)
 SNAPSHOT_DESC = re.compile(r'^snapshot-(%s)$' % UUID)
 HELPER_DESC = re.compile(r'^volume-(%s)-clone-[0-9a-f]+$' % UUID)
 TMP_PREFIX = '.tintri-tmp-'
+GIB = float(1024 ** 3)
 MARKER_DIR = '.tintri-image-cache'
 PROGRESS_EVERY = 1000
 
@@ -177,6 +178,59 @@ def find_orphans(client, mounts, volume_ids, snapshot_ids, provider_ids,
                                 'temporary clone directory (the driver '
                                 'removes idle ones itself)'))
     return orphans
+
+
+def volume_report(client, mounts, out, err=None):
+    """Each volume file on the shares as the array sees it.
+
+    One row per ``volume-<id>`` file: its apparent size on the share, the
+    size the array reports for it (``fileDirInfo``, official), and the
+    VMstore VM and space used that the array's inventory gives for the
+    volume (``virtualDisk?uuid=<volume id>``, official; '-' while the
+    array has not inventoried it).  Read-only: nothing is refreshed.
+    Returns the number of volume files.
+    """
+    progress = Progress('volumes read', err)
+    rows = 0
+    out.write('%-44s %10s %10s %-56s %10s  %s\n'
+              % ('volume file', 'share GiB', 'array GiB', 'VMstore VM',
+                 'used GiB', 'share'))
+    for share, mount in sorted(mounts.items()):
+        try:
+            entries = sorted(os.listdir(mount))
+        except OSError as e:
+            out.write('%s: cannot read %s: %s\n' % (share, mount, e))
+            continue
+        export = share.split(':', 1)[1].rstrip('/')
+        for entry in entries:
+            m = VOLUME_FILE.match(entry)
+            if not m:
+                continue
+            progress.tick()
+            rows += 1
+            try:
+                local = '%.2f' % (os.lstat(os.path.join(mount, entry))
+                                  .st_size / GIB)
+            except OSError:
+                local = '?'
+            array = vm = used = '-'
+            try:
+                info = client.get_file_info('%s/%s' % (export, entry))
+                if info:
+                    array = '%.2f' % (info['size'] / GIB)
+                disk = client.find_virtual_disk(uuid=m.group(1))
+                if disk:
+                    vm = disk['vm_uuid']
+                    stat = (disk.get('raw') or {}).get('stat') or {}
+                    value = stat.get('spaceUsedGiB')
+                    if isinstance(value, (int, float)):
+                        used = '%.2f' % value
+            except Exception as e:   # a report: show what failed, go on
+                vm = 'error: %s' % e
+            out.write('%-44s %10s %10s %-56s %10s  %s\n'
+                      % (entry, local, array, vm, used, share))
+    out.write('%d volume file(s)\n' % rows)
+    return rows
 
 
 def cinder_ids(config_file):

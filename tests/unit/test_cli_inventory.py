@@ -163,6 +163,38 @@ class InventoryTestCase(InventoryBase):
         self.assertIn(pending_uuid, proc.stdout)
         self.assertIn('2 snapshot(s) pending deletion', proc.stdout)
 
+    def test_volume_report(self):
+        known, unknown = _id(), _id()
+        with open(os.path.join(self.share_dir, 'volume-' + known),
+                  'wb') as f:
+            f.truncate(2 * 1024 ** 3)    # sparse: 2 GiB apparent
+        self.file('volume-' + unknown)
+        self.file('notes.txt')
+        self.client.host_refresh('keystone.test', 'cinder/volume-' + known,
+                                 volume_id=known)
+        vm = None
+        for _i in range(100):   # the simulator's inventory lag (none here)
+            disk = self.client.find_virtual_disk(uuid=known)
+            if disk:
+                vm = disk['vm_uuid']
+                break
+        self.assertIsNotNone(vm)
+        out = io.StringIO()
+        n = inventory.volume_report(self.client, {SHARE: self.share_dir},
+                                    out, err=io.StringIO())
+        self.assertEqual(2, n)
+        rows = {line.split()[0]: line.split()
+                for line in out.getvalue().splitlines()
+                if line.startswith('volume-')}
+        self.assertEqual(['volume-' + known, '2.00', '2.00', vm],
+                         rows['volume-' + known][:4])
+        self.assertEqual('-', rows['volume-' + unknown][3])
+        self.assertNotIn('notes.txt', out.getvalue())
+        proc = self._cli('volumes', '--config-file', self._conf())
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        self.assertIn(vm, proc.stdout)
+        self.assertIn('2 volume file(s)', proc.stdout)
+
     def test_image_cache_list(self):
         src = self.file('volume-' + _id())
         images = [_id(), _id()]
