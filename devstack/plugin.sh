@@ -130,6 +130,7 @@ function start_tintri_simulator {
     setsid "$cmd" --host 127.0.0.1 --port "$TINTRI_SIMULATOR_PORT" \
         --root "$TINTRI_SIMULATOR_DIR/data" \
         --username "$TINTRI_SIMULATOR_USERNAME" --password "$password" \
+        --profile "$TINTRI_SIMULATOR_PROFILE" \
         > "$out" 2>> "$log" < /dev/null &
     pid=$!
     disown "$pid" 2>/dev/null || true
@@ -256,6 +257,10 @@ function configure_cinder_backend_tintri {
     iniset "$CINDER_CONF" "$be_name" tintri_server_username "$TINTRI_SERVER_USERNAME"
     iniset "$CINDER_CONF" "$be_name" tintri_server_password "$TINTRI_SERVER_PASSWORD"
     iniset "$CINDER_CONF" "$be_name" tintri_use_https True
+    if [[ -n "$TINTRI_OPENSTACK_HOSTNAME" ]]; then
+        iniset "$CINDER_CONF" "$be_name" tintri_openstack_hostname "$TINTRI_OPENSTACK_HOSTNAME"
+    fi
+    iniset "$CINDER_CONF" "$be_name" tintri_openstack_region "$TINTRI_OPENSTACK_REGION"
     iniset "$CINDER_CONF" "$be_name" tintri_ssl_cert_verify "$TINTRI_SSL_CERT_VERIFY"
     if [[ -n "$TINTRI_CA_BUNDLE" ]]; then
         iniset "$CINDER_CONF" "$be_name" driver_ssl_cert_path "$TINTRI_CA_BUNDLE"

@@ -84,7 +84,8 @@ STUBS = textwrap.dedent('''\
 FAKE_SIM = textwrap.dedent('''\
     import argparse, json, os, sys, time
     p = argparse.ArgumentParser()
-    for a in ('--host', '--port', '--root', '--username', '--password'):
+    for a in ('--host', '--port', '--root', '--username', '--password',
+              '--profile'):
         p.add_argument(a)
     args = p.parse_args()
     mode = os.environ.get('FAKE_SIM_MODE', 'ok')
@@ -249,6 +250,7 @@ class DevstackPluginTestCase(testtools.TestCase):
             'tintri_use_https': True,
             'tintri_ssl_cert_verify': True,
             'driver_ssl_cert_path': '/etc/ssl/private-ca.pem',
+            'tintri_openstack_region': 'RegionOne',
         }, values)
         with open(shares_file) as f:
             self.assertEqual(['vmstore.example.com:/tintri/a',
@@ -304,6 +306,7 @@ class DevstackPluginTestCase(testtools.TestCase):
         with open(os.path.join(sim_dir, 'data', 'argv')) as f:
             argv = f.read()
         self.assertIn('"--host", "127.0.0.1"', argv)
+        self.assertIn('"--profile", "vmstore6"', argv)
 
         values = self._assert_valid_for_oslo('tintri')
         root = os.path.join(sim_dir, 'data')
