@@ -25,12 +25,15 @@ How an image gets into the cache:
   file ``image-<id>`` on the volume's share, snapshotted, and renamed into
   place as the volume.  The snapshot thus holds exactly the image (its
   virtual size), not the first volume's size.
-* ``clone_image`` when the image file lives on an NFS share of this VMstore
-  (``tintri_image_shares_config``, or one of the volume shares) and Glance
-  tells where (image ``provider_location`` property, ``direct_url``, or a
-  location with ``type: nfs`` metadata): a raw image file is snapshotted
-  in place; any other format is inspected, converted locally to raw and
-  cached like a download.
+* ``clone_image`` when Glance keeps the image as a file on one of this
+  VMstore's image shares (``tintri_image_shares_config``, never a volume
+  share) and says so itself (``direct_url``, or a location with ``type:
+  nfs`` metadata; the owner-set ``provider_location`` property only with
+  ``tintri_image_trust_provider_location``).  The file is found without
+  following links and must have the image's size
+  (:mod:`cinder_tintri.glance_files`); a raw file is snapshotted in place,
+  any other format is inspected, converted locally to raw and cached like
+  a download.
 
 Both paths run under the coordination lock ``tintri-image-<image id>`` and
 look the cache up again once they hold it, so N simultaneous requests for
@@ -45,18 +48,19 @@ qcow2 with a backing file or an external data file, or data whose format
 differs from the image's ``disk_format``, is refused with
 ``ImageUnacceptable`` and nothing is left behind.
 
-Every use of a cached image touches ``<share>/.tintri-image-cache/<id>``;
-the cleanup (:mod:`cinder_tintri.image_cache`) takes the newest of those
-and the snapshot's creation time as the image's last use.
+Every use of a cached image touches ``<share>/.tintri-image-cache/<id>``
+(never through a symbolic link); the cleanup
+(:mod:`cinder_tintri.image_cache`) takes the newest of those and the
+snapshot's creation time as the image's last use.
 """
 
 import contextlib
+import errno
 import os
 import re
 import shutil
-import socket
+import stat
 import threading
-import urllib.parse
 import weakref
 
 from cinder import coordination
@@ -70,7 +74,9 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_tintri import client as tclient
+from cinder_tintri import glance_files
 from cinder_tintri import image_cache
+from cinder_tintri import share_files
 
 LOG = logging.getLogger(__name__)
 
@@ -79,8 +85,10 @@ IMAGE_PREFIX = image_cache.IMAGE_PREFIX
 MARKER_DIR = '.tintri-image-cache'
 IMAGE_LOCK = 'tintri-image-%s'
 CLEANUP_LOCK = 'tintri-image-cache-cleanup-%s'
-# Image ids become file names and snapshot descriptions.
-_SAFE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+# Image ids become file names and snapshot descriptions (fullmatch: no
+# trailing newline slips through).
+_SAFE_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}')
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Errors meaning "this image must not be used": raised, never swallowed.
 _REFUSALS = (exception.ImageUnacceptable,
              exception.ImageConversionNotAllowed,
@@ -116,7 +124,7 @@ class TintriImageMixin(object):
                               'on a VMstore image share; Cinder downloads '
                               'it.', image_id)
                     return None, False
-                with self._image_lock(image_id) as locked:
+                with source, self._image_lock(image_id) as locked:
                     if not locked:
                         return None, False
                     snap = self._image_find_snapshot(image_id)
@@ -149,6 +157,10 @@ class TintriImageMixin(object):
                 context, volume, image_service, image_id,
                 disable_sparse=disable_sparse)
         share = self._share_of(volume)
+        mount = self._mount(share)
+        self._check_writable(
+            share, mount, _('Copying image %(image)s to volume %(vol)s')
+            % {'image': image_id, 'vol': volume.id})
         with self._image_lock(image_id) as locked:
             if locked:
                 if self._image_clone_if_cached(image_id, share, volume):
@@ -176,12 +188,15 @@ class TintriImageMixin(object):
         except exception.Invalid as e:
             self._image_reraise_unsafe(image_id, e)
             raise
+        except (OSError, processutils.ProcessExecutionError) as e:
+            raise self._image_write_fault(image_id, volume, share, e)
 
     def copy_volume_to_image(self, context, volume, image_service,
                              image_meta):
         """Upload the raw volume file (no snapshot chains to flatten)."""
+        path, _st = self._volume_file(volume)
         volume_utils.upload_volume(context, image_service, image_meta,
-                                   self.local_path(volume), volume,
+                                   path, volume,
                                    run_as_root=self._execute_as_root)
 
     # ------------------------------------------------------------------
@@ -190,7 +205,8 @@ class TintriImageMixin(object):
 
     @staticmethod
     def _image_id_ok(image_id):
-        return bool(image_id) and bool(_SAFE_ID.match(str(image_id)))
+        return (isinstance(image_id, str)
+                and _SAFE_ID.fullmatch(image_id) is not None)
 
     def _image_find_snapshot(self, image_id):
         """The image's cache snapshot (one REST request), or None."""
@@ -209,7 +225,7 @@ class TintriImageMixin(object):
         return {'provider_location': share, 'bootable': True}, True
 
     def _image_clone_snapshot(self, snap, image_id, share, volume,
-                              replace=False):
+                              replace=False, expected_size=None):
         """Clone a cache snapshot to the volume, sized to the request."""
         snap_uuid = snap['uuid']['uuid']
         source_name = snap.get('vmName') or IMAGE_PREFIX + image_id
@@ -220,7 +236,7 @@ class TintriImageMixin(object):
             raise self._api_error(
                 _('Cloning image %(image)s to volume %(vol)s')
                 % {'image': image_id, 'vol': volume.id}, e)
-        self._image_finish(path, volume, image_id)
+        self._image_finish(path, volume, image_id, expected_size)
         return path
 
     def _image_clone_if_cached(self, image_id, share, volume):
@@ -244,13 +260,24 @@ class TintriImageMixin(object):
                  {'image': image_id, 'vol': volume.id})
         return True
 
-    def _image_finish(self, path, volume, image_id):
+    def _image_finish(self, path, volume, image_id, expected_size=None):
         """Check the image fits, grow to the volume size, set permissions.
 
-        The file at ``path`` is removed when this fails.
+        ``expected_size``: the bytes the clone must have before it grows
+        (the checked source file's size).  The file at ``path`` is removed
+        when this fails.
         """
         try:
-            size = os.stat(path).st_size
+            try:
+                size = share_files.lstat_regular(path).st_size
+            except share_files.ShareFileError as e:
+                raise exception.VolumeBackendAPIException(data=e.reason)
+            if expected_size is not None and size != expected_size:
+                raise exception.ImageUnacceptable(
+                    image_id=image_id,
+                    reason=_('the VMstore clone has %(found)d bytes, the '
+                             'image file had %(expected)d')
+                    % {'found': size, 'expected': expected_size})
             if size > volume.size * units.Gi:
                 image_utils.check_virtual_size(size, volume.size, image_id)
             self._resize_to(path, volume.size)
@@ -276,11 +303,15 @@ class TintriImageMixin(object):
         renamed over the volume file.  The temporary directory goes in
         every case.
         """
-        mount = self._get_mount_point_for_share(share)
+        mount = self._mount(share)
+        self._check_writable(
+            share, mount, _('Copying image %(image)s to volume %(vol)s')
+            % {'image': image_id, 'vol': volume.id})
         tmp_name = self._tmp_dir_name_for(volume.name)
         tmp_dir = os.path.join(mount, tmp_name)
         source_name = IMAGE_PREFIX + image_id
         target = os.path.join(mount, volume.name)
+        snap_uuid = None
         try:
             os.mkdir(tmp_dir)
             dest = os.path.join(tmp_dir, source_name)
@@ -300,7 +331,23 @@ class TintriImageMixin(object):
                 LOG.warning('Could not cache image %(image)s on the VMstore '
                             '(the volume is fine): %(err)s',
                             {'image': image_id, 'err': e})
+            try:
+                existing = share_files.lstat_regular(target, missing_ok=True)
+            except share_files.ShareFileError as e:
+                raise exception.VolumeBackendAPIException(
+                    data=_('Refusing to replace %(target)s: %(reason)s')
+                    % {'target': target, 'reason': e.reason})
+            if existing is not None and existing.st_nlink > 1:
+                raise exception.VolumeBackendAPIException(
+                    data=_('Refusing to replace %s: it has more than one '
+                           'hard link.') % target)
             os.rename(dest, target)
+        except (OSError, processutils.ProcessExecutionError) as e:
+            self._image_drop_snapshot(snap_uuid, image_id)
+            raise self._image_write_fault(image_id, volume, share, e)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self._image_drop_snapshot(snap_uuid, image_id)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             # The name is owned (locked) while in use so that no sweep, of
@@ -310,13 +357,56 @@ class TintriImageMixin(object):
         self._image_touch(share, image_id)
         return target
 
+    def _image_drop_snapshot(self, snap_uuid, image_id):
+        """A failed fill leaves no cache snapshot behind."""
+        if not snap_uuid:
+            return
+        try:
+            self._client.delete_snapshot(snap_uuid)
+        except tclient.TintriError as e:
+            LOG.warning('Could not delete snapshot %(uuid)s of image '
+                        '%(image)s after a failed copy; the image cache '
+                        'cleanup removes it: %(err)s',
+                        {'uuid': snap_uuid, 'image': image_id, 'err': e})
+
+    @staticmethod
+    def _image_write_fault(image_id, volume, share, err):
+        """A share fault while writing an image, in words."""
+        if isinstance(err, processutils.ProcessExecutionError):
+            detail = (err.stderr or err.description or str(err)).strip()
+            if 'No space left' in detail:
+                detail = share_files.describe(OSError(errno.ENOSPC, detail))
+            elif 'Read-only file system' in detail:
+                detail = share_files.describe(OSError(errno.EROFS, detail))
+        else:
+            detail = share_files.describe(err)
+        msg = (_('Copying image %(image)s to volume %(vol)s failed on share '
+                 '%(share)s: %(err)s')
+               % {'image': image_id, 'vol': volume.id, 'share': share,
+                  'err': detail})
+        LOG.error(msg)
+        return exception.VolumeBackendAPIException(data=msg)
+
     def _image_from_glance_file(self, volume, share, image_id, image_meta,
                                 source):
-        """Cache an image file found on a VMstore share, clone the volume."""
-        src_share, rel, path = source
+        """Cache an image file found on an image share, clone the volume.
+
+        ``source`` is a :class:`cinder_tintri.glance_files.ImageFile`, held
+        open: what is inspected is the file that was checked.
+        """
+        src_share, path = source.share, source.path
         data = self._image_inspect(path, image_id, image_meta, volume)
+        virtual = image_meta.get('virtual_size')
+        if virtual and data.virtual_size != virtual:
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason=_('the file on image share %(share)s has a virtual '
+                         'size of %(found)s bytes, the image record says '
+                         '%(expected)s') % {'share': src_share,
+                                            'found': data.virtual_size,
+                                            'expected': virtual})
         if data.file_format == 'raw':
-            directory, name = os.path.split(rel)
+            directory, name = source.directory, source.name
             export = self._export_path(src_share)
             if directory:
                 export = '%s/%s' % (export, directory)
@@ -332,7 +422,8 @@ class TintriImageMixin(object):
                      {'image': image_id, 'share': src_share,
                       'uuid': snap_uuid})
             snap = {'uuid': {'uuid': snap_uuid}, 'vmName': name}
-            self._image_clone_snapshot(snap, image_id, share, volume)
+            self._image_clone_snapshot(snap, image_id, share, volume,
+                                       expected_size=source.size)
             return
         disk_format = image_utils.fixup_disk_format(image_meta['disk_format'])
 
@@ -398,76 +489,27 @@ class TintriImageMixin(object):
     # ------------------------------------------------------------------
 
     def _image_glance_file(self, image_location, image_meta):
-        """(share, relative path, local path) of the image file, or None.
+        """The image's checked, open file on an image share, or None.
 
-        Only files on a share of this VMstore (an image share or a volume
-        share) qualify; the path must stay inside the share, be a regular
-        file and have the image's size.
+        See :mod:`cinder_tintri.glance_files` for what qualifies.
         """
-        for url in self._image_candidate_urls(image_location, image_meta):
-            parsed = self._image_parse_nfs_url(url)
-            if parsed is None:
-                continue
-            host, path = parsed
-            for share, flags in self._image_known_shares():
-                rel = self._image_relative(share, host, path)
-                if rel is None:
-                    continue
-                found = self._image_local_file(share, flags, rel, image_meta)
-                if found:
-                    return share, rel, found
-        return None
+        finder = glance_files.GlanceImageFiles(
+            self._image_shares_from_config, self._image_volume_shares,
+            self._image_mount_share,
+            trust_provider_location=self.configuration.safe_get(
+                'tintri_image_trust_provider_location'))
+        return finder.find(image_location, image_meta)
 
-    @staticmethod
-    def _image_candidate_urls(image_location, image_meta):
-        urls = []
-        props = image_meta.get('properties') or {}
-        for value in (image_meta.get('provider_location'),
-                      props.get('provider_location')):
-            if value:
-                urls.append(value)
-        direct_url, locations = None, None
-        if isinstance(image_location, (tuple, list)) and \
-                len(image_location) == 2:
-            direct_url, locations = image_location
-        elif isinstance(image_location, str):
-            direct_url = image_location
-        for loc in locations or []:
-            if not isinstance(loc, dict):
-                continue
-            url = loc.get('url')
-            meta = loc.get('metadata') or {}
-            share_location = meta.get('share_location')
-            mount_point = meta.get('mount_point')
-            if url and str(meta.get('type', '')).lower() == 'nfs' and \
-                    share_location and mount_point:
-                local = urllib.parse.urlparse(url).path
-                rel = os.path.relpath(local, mount_point)
-                if not rel.startswith('..'):
-                    urls.append('%s/%s' % (share_location.rstrip('/'), rel))
-            if url:
-                urls.append(url)
-        if direct_url:
-            urls.append(direct_url)
-        return urls
+    def _image_volume_shares(self):
+        """(share, mount point) of every volume share of the backend."""
+        shares = set(getattr(self, 'shares', None) or {})
+        shares.update(getattr(self, '_mounted_shares', None) or [])
+        return [(share, self._get_mount_point_for_share(share))
+                for share in sorted(shares)]
 
-    @staticmethod
-    def _image_parse_nfs_url(url):
-        try:
-            parsed = urllib.parse.urlparse(str(url))
-        except ValueError:
-            return None
-        if parsed.scheme.lower() != 'nfs' or not parsed.hostname:
-            return None
-        return parsed.hostname, urllib.parse.unquote(parsed.path)
-
-    def _image_known_shares(self):
-        """Image shares from tintri_image_shares_config, then our shares."""
-        shares = list(self._image_shares_from_config())
-        for share in getattr(self, '_mounted_shares', None) or []:
-            flags = (self.shares.get(share) or '').split()
-            shares.append((share, flags))
-        return shares
+    def _image_mount_share(self, share, flags):
+        self._remotefsclient.mount(share, flags)
+        return os.path.realpath(self._get_mount_point_for_share(share))
 
     def _image_shares_from_config(self):
         path = self.configuration.safe_get('tintri_image_shares_config')
@@ -491,55 +533,6 @@ class TintriImageMixin(object):
             return []
         self._image_shares_cache = (path, shares)
         return shares
-
-    def _image_relative(self, share, host, path):
-        """``path`` relative to ``share`` if it is on that share."""
-        if ':' not in share:
-            return None
-        share_host, export = share.rsplit(':', 1)
-        export = export.rstrip('/')
-        if not export.startswith(tclient.EXPORT_ROOT):
-            return None   # not a VMstore export: the array cannot clone it
-        if not path.startswith(export + '/'):
-            return None
-        if not self._image_same_host(share_host.strip('[]'), host):
-            return None
-        parts = path[len(export) + 1:].split('/')
-        if not parts or any(p in ('', '.', '..') for p in parts):
-            return None
-        return '/'.join(parts)
-
-    @staticmethod
-    def _image_same_host(a, b):
-        if a.lower() == b.lower():
-            return True
-        try:
-            ips_a = {i[4][0] for i in socket.getaddrinfo(a, None)}
-            ips_b = {i[4][0] for i in socket.getaddrinfo(b, None)}
-        except (OSError, UnicodeError):
-            return False
-        return bool(ips_a & ips_b)
-
-    def _image_local_file(self, share, flags, rel, image_meta):
-        if share not in (getattr(self, '_mounted_shares', None) or []):
-            try:
-                self._remotefsclient.mount(share, flags)
-            except Exception as e:
-                LOG.warning('Cannot mount image share %(share)s: %(err)s',
-                            {'share': share, 'err': e})
-                return None
-        mount = os.path.realpath(self._get_mount_point_for_share(share))
-        path = os.path.realpath(os.path.join(mount, rel))
-        if not path.startswith(mount + os.sep) or not os.path.isfile(path):
-            return None
-        expected = image_meta.get('size')
-        if expected and os.stat(path).st_size != int(expected):
-            LOG.info('File %(path)s on %(share)s does not have the size of '
-                     'image %(image)s; not cloning it.',
-                     {'path': rel, 'share': share,
-                      'image': image_meta.get('id')})
-            return None
-        return path
 
     # ------------------------------------------------------------------
     # Locks and last-use markers
@@ -570,35 +563,88 @@ class TintriImageMixin(object):
             yield share, os.path.join(self._get_mount_point_for_share(share),
                                       MARKER_DIR, image_id)
 
+    def _image_marker_dir(self, share, create=False):
+        """A descriptor of ``<share>/.tintri-image-cache``, or None.
+
+        Opened without following a link: a marker directory replaced by a
+        symbolic link is never written through (a file would appear at the
+        link's target on this host).
+        """
+        mount = self._get_mount_point_for_share(share)
+        directory = os.path.join(mount, MARKER_DIR)
+        if create:
+            try:
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+        try:
+            return os.open(directory, _DIR_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            LOG.warning('Image marker directory %(dir)s cannot be used '
+                        '(%(err)s); image uses are not recorded on %(share)s.',
+                        {'dir': directory, 'err': share_files.describe(e),
+                         'share': share})
+            return None
+
     def _image_touch(self, share, image_id):
         """Record a use of the cached image (marker file mtime)."""
-        directory = os.path.join(self._get_mount_point_for_share(share),
-                                 MARKER_DIR)
-        marker = os.path.join(directory, image_id)
         try:
-            os.makedirs(directory, exist_ok=True)
-            with open(marker, 'a'):
-                pass
-            os.utime(marker, None)
+            dfd = self._image_marker_dir(share, create=True)
         except OSError as e:
             LOG.debug('Cannot record the use of image %s: %s', image_id, e)
-
-    def _image_last_used(self, image_id):
-        newest = None
-        for _share, marker in self._image_markers(image_id):
+            return
+        if dfd is None:
+            return
+        try:
+            fd = os.open(image_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_NONBLOCK | os.O_CLOEXEC, 0o644, dir_fd=dfd)
             try:
-                mtime = os.stat(marker).st_mtime
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.utime(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            LOG.warning('Cannot record the use of image %(image)s on '
+                        '%(share)s: the marker %(marker)s: %(err)s',
+                        {'image': image_id, 'share': share,
+                         'marker': os.path.join(MARKER_DIR, image_id),
+                         'err': share_files.describe(e)})
+        finally:
+            os.close(dfd)
+
+    def _image_marker_stats(self, image_id):
+        """lstat of each share's marker of the image that is a file."""
+        for share in list(getattr(self, '_mounted_shares', None) or []):
+            dfd = self._image_marker_dir(share)
+            if dfd is None:
+                continue
+            try:
+                st = os.stat(image_id, dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 continue
-            newest = mtime if newest is None else max(newest, mtime)
-        return newest
+            finally:
+                os.close(dfd)
+            if stat.S_ISREG(st.st_mode):
+                yield share, st
+
+    def _image_last_used(self, image_id):
+        times = [st.st_mtime for _share, st
+                 in self._image_marker_stats(image_id)]
+        return max(times) if times else None
 
     def _image_forget(self, image_id):
-        for _share, marker in self._image_markers(image_id):
+        for share in list(getattr(self, '_mounted_shares', None) or []):
+            dfd = self._image_marker_dir(share)
+            if dfd is None:
+                continue
             try:
-                os.unlink(marker)
+                os.unlink(image_id, dir_fd=dfd)
             except OSError:
                 pass
+            finally:
+                os.close(dfd)
 
     # ------------------------------------------------------------------
     # Periodic cleanup

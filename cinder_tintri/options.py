@@ -43,7 +43,10 @@ legacy_opts = [
     cfg.StrOpt('tintri_image_shares_config',
                help='Path to a file listing the NFS shares (one per line, '
                     'host:/export) on which Glance images live, so that '
-                    'images stored on this VMstore can be cloned directly.'),
+                    'images stored on this VMstore can be cloned directly. '
+                    'Volumes are only ever cloned from these shares, never '
+                    'from a volume share; an image share that is, holds or '
+                    'lies inside a volume share is ignored.'),
 ]
 
 # Connection behaviour of the REST client.
@@ -155,6 +158,19 @@ image_cache_opts = [
                min=1,
                help='Upper bound in seconds on one image-cache cleanup '
                     'run.'),
+    cfg.BoolOpt('tintri_image_trust_provider_location',
+                default=False,
+                help='Also clone volumes from the file named by an image\'s '
+                     '"provider_location" property (an nfs:// URL). Image '
+                     'owners set that property themselves, so with this on '
+                     'any user who may create images chooses which file a '
+                     'new volume is cloned from. Enable it only when every '
+                     'image owner is trusted (for example, only '
+                     'administrators may create images). Even then only '
+                     'regular files on the shares of '
+                     'tintri_image_shares_config, with the image\'s size, '
+                     'are used. Off by default: only the locations Glance '
+                     'itself reports (direct_url and locations) are used.'),
     cfg.IntOpt('tintri_image_lock_timeout',
                default=1800,
                min=0,

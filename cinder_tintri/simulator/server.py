@@ -25,6 +25,7 @@ lives in :class:`~cinder_tintri.simulator.state.SimState` under one lock,
 which is never held while sleeping for injected latency or delays.
 """
 
+import contextlib
 from http import server as http_server
 import json
 import logging
@@ -335,7 +336,8 @@ class Handler(http_server.BaseHTTPRequestHandler):
                 reply = sim._control(self.command, path, raw)
                 self._send(reply)
                 return
-            self._api(sim, path, url.query, raw)
+            with sim._handling():
+                self._api(sim, path, url.query, raw)
         except _Drop:
             self._drop()
         except (BrokenPipeError, ConnectionError, ssl.SSLError,
@@ -595,6 +597,9 @@ class VMstoreSimulator(object):
         self._thread = None
         self._tmp_root = False
         self._ctl_lock = threading.Lock()
+        # API requests being handled (including injected delays).
+        self._in_flight = 0
+        self._idle = threading.Condition(self._ctl_lock)
         self._stopping = threading.Event()
         self._counts = {}
         self._faults = []
@@ -722,6 +727,32 @@ class VMstoreSimulator(object):
     def _sleep(self, seconds):
         """Sleep without any lock; False if the simulator is stopping."""
         return not self._stopping.wait(seconds)
+
+    @contextlib.contextmanager
+    def _handling(self):
+        with self._ctl_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._ctl_lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout=10.0):
+        """Wait until no API request is being handled; False on timeout.
+
+        Late work (a delayed request the client gave up on) lands before
+        its handler ends, so once idle nothing more arrives on its own.
+        """
+        deadline = time.monotonic() + timeout
+        with self._ctl_lock:
+            while self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
 
     def _account(self, key, is_api):
         with self._ctl_lock:

@@ -166,13 +166,12 @@ class FaultMatrixBase(driver_base.DriverTestCase):
         """Wait until late (delayed) array work has landed."""
         inj = FAULTS[fault][1] or {}
         if inj.get('mode') == 'delay':
-            # Each delayed request lands ``delay`` after it started; the
-            # first started with the operation, the last before it ended.
-            if inj['count'] == 1:
-                wait = started + inj['delay'] + 0.3 - time.monotonic()
-            else:
-                wait = inj['delay'] + 0.3
-            time.sleep(max(0.0, wait))
+            # A delayed request the driver gave up on lands when its
+            # handler ends, whenever it started: wait for the simulator to
+            # be idle (bounded: a delayed request lasts ``delay``).
+            self.sim.clear_faults()
+            self.assertTrue(self.sim.wait_idle(inj['delay'] + 5.0),
+                            'the simulator is still busy')
         self.sim.clear_faults()
 
     def _delete_everything(self):

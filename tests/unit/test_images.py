@@ -100,6 +100,25 @@ class ImageFiles(object):
                  self.backed)
 
 
+def run_all(test, funcs):
+    """Run ``funcs`` in threads (bounded wait); no call may raise."""
+    errors = []
+
+    def run(func):
+        try:
+            func()
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in funcs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+        test.assertFalse(t.is_alive())
+    test.assertEqual([], errors)
+
+
 class ImageTestCase(driver_base.DriverTestCase):
 
     def setUp(self):
@@ -294,8 +313,8 @@ class RefusalTest(ImageTestCase):
         self._refused_download(self.glance.add(self.files.raw, 'qcow2'))
 
 
-class GlanceShareTest(ImageTestCase):
-    """Images whose file lives on a VMstore share Glance uses."""
+class GlanceShareBase(ImageTestCase):
+    """A VMstore share Glance keeps its images on (an image share)."""
 
     GLANCE = '127.0.0.1:/tintri/glance'
 
@@ -318,11 +337,14 @@ class GlanceShareTest(ImageTestCase):
         url = 'nfs://127.0.0.1/tintri/glance/images/%s' % image_id
         return meta, url
 
+
+class GlanceShareTest(GlanceShareBase):
+    """Images whose file lives on a VMstore share Glance uses."""
+
     def test_raw_image_cloned_in_place(self):
         meta, url = self.on_share(self.files.raw, 'raw')
-        meta['properties']['provider_location'] = url
         self.sim.reset_counts()
-        vol, update, cloned = self.clone(meta, size=2)
+        vol, update, cloned = self.clone(meta, size=2, location=(url, []))
         self.assertTrue(cloned)
         self.assertTrue(update['bootable'])
         counts = self.sim.request_counts()
@@ -333,7 +355,7 @@ class GlanceShareTest(ImageTestCase):
         self.assertEqual('glance/images/%s' % meta['id'], snap['file'])
         # the next one is a plain cache hit
         self.sim.reset_counts()
-        vol2, _update, cloned = self.clone(meta, size=1)
+        vol2, _update, cloned = self.clone(meta, size=1, location=(url, []))
         self.assertTrue(cloned)
         self.assertEqual({LIST: 1, CLONE: 1}, self.sim.request_counts())
         self.assertImageIn(vol2, 1)
@@ -408,21 +430,7 @@ class ConcurrencyTest(ImageTestCase):
     N = 6
 
     def _run_all(self, funcs):
-        errors = []
-
-        def run(func):
-            try:
-                func()
-            except Exception as e:
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(f,)) for f in funcs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(DEADLINE)
-            self.assertFalse(t.is_alive())
-        self.assertEqual([], errors)
+        run_all(self, funcs)
 
     def test_concurrent_downloads_make_one_snapshot(self):
         meta = self.glance.add(self.files.raw, 'raw')
@@ -452,25 +460,6 @@ class ConcurrencyTest(ImageTestCase):
         for vol in vols:
             self.assertImageIn(vol, 1)
 
-    def test_concurrent_direct_clones_make_one_snapshot(self):
-        self.override_config('tintri_image_shares_config', None,
-                             group=driver_base.BACKEND)
-        # the image file sits on the volume share itself
-        image_id = str(uuid.uuid4())
-        dest = os.path.join(self.sim.datastore, 'cinder', 'img-' + image_id)
-        with open(self.files.qcow2, 'rb') as src, open(dest, 'wb') as dst:
-            dst.write(src.read())
-        meta = self.glance.add(dest, 'qcow2', image_id=image_id)
-        url = 'nfs://127.0.0.1/tintri/cinder/img-' + image_id
-        results = []
-        self._run_all([lambda: results.append(self.clone(
-            meta, location=(url, []))) for _ in range(self.N)])
-        self.assertEqual(1, len(self.image_snapshots(image_id)))
-        self.assertEqual(self.N, len(results))
-        for vol, update, cloned in results:
-            self.assertTrue(cloned)
-            self.assertImageIn(vol, 1)
-
     def test_lock_timeout_downloads_without_caching(self):
         self.override_config('tintri_image_lock_timeout', 0,
                              group=driver_base.BACKEND)
@@ -482,6 +471,24 @@ class ConcurrencyTest(ImageTestCase):
         vol = self.fill(meta)
         self.assertImageIn(vol, 1)
         self.assertEqual([], self.snapshots())
+
+
+class GlanceShareConcurrencyTest(GlanceShareBase):
+    """Simultaneous direct clones of one image, real coordination locks."""
+
+    MOCK_TOOZ = False
+    N = 6
+
+    def test_concurrent_direct_clones_make_one_snapshot(self):
+        meta, url = self.on_share(self.files.qcow2, 'qcow2')
+        results = []
+        run_all(self, [lambda: results.append(self.clone(
+            meta, location=(url, []))) for _ in range(self.N)])
+        self.assertEqual(1, len(self.image_snapshots(meta['id'])))
+        self.assertEqual(self.N, len(results))
+        for vol, update, cloned in results:
+            self.assertTrue(cloned)
+            self.assertImageIn(vol, 1)
 
 
 class PeriodicCleanupTest(ImageTestCase):
