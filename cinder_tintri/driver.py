@@ -607,6 +607,17 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def remove_export(self, ctx, volume):
         pass
 
+    def initialize_connection(self, volume, connector):
+        """NfsDriver's connection info, for a volume file that is one.
+
+        The host attaching (Nova's compute, a backup, a migration) opens
+        ``<mount>/<volume name>`` and follows whatever is there: a link
+        planted at that name would hand it another volume.  Refused like
+        every other operation on such a file.
+        """
+        self._volume_file(volume)
+        return super().initialize_connection(volume, connector)
+
     # ------------------------------------------------------------------
     # Snapshots
     # ------------------------------------------------------------------

@@ -35,6 +35,7 @@ from cinder_tintri import manage as tmanage
 from cinder_tintri import pool_stats
 from cinder_tintri import temporaries
 from tests.unit import driver_base
+from tests.unit import test_images
 
 MiB = units.Mi
 GiB = units.Gi
@@ -212,6 +213,7 @@ class NotARegularFileTest(HostileShareBase):
                 self.share_entries())
 
     def _check_all(self, kind):
+        glance = test_images.ImageService()
         path = self.replace_with(kind)
         before = self.state()
         ops = [
@@ -228,6 +230,14 @@ class NotARegularFileTest(HostileShareBase):
                  self.create_volume(size=1), self.vol)),
             ('delete', exception.VolumeBackendAPIException,
              lambda: self.drv.delete_volume(self.vol)),
+            # a volume's data leaves the share: to Glance, to an attacher
+            ('upload', exception.VolumeBackendAPIException,
+             lambda: self.drv.copy_volume_to_image(
+                 self.ctxt, self.vol, glance,
+                 glance.add(self.outside.name, 'raw'))),
+            ('attach', exception.VolumeBackendAPIException,
+             lambda: self.drv.initialize_connection(
+                 self.vol, {'host': 'compute-1'})),
         ]
         for what, exc_class, op in ops:
             exc = self.assertRaises(exc_class, op)
@@ -235,6 +245,7 @@ class NotARegularFileTest(HostileShareBase):
             self.assertIn('not a regular file', str(exc), what)
             self.assertEqual(before, self.state(), what)
             self.assertTrue(os.path.lexists(path), what)
+        self.assertEqual({}, glance.uploaded)
 
     def test_symlink_to_another_volume(self):
         self._check_all('link-to-volume')
