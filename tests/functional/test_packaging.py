@@ -194,7 +194,7 @@ class PackagingTest(testtools.TestCase):
             '"cinder_tintri.driver.TintriDriver")\n'
             'import cinder_tintri\n'
             'print(json.dumps({"file": cinder_tintri.__file__,\n'
-            '    "vd": issubclass(cls, driver.VolumeDriver),\n'
+            '    "vd": issubclass(cls, driver.BaseVD),\n'
             '    "manageable": issubclass(cls, driver.ManageableVD),\n'
             '    "version": cls.VERSION}))\n')],
             env=self.env, cwd=self.tmp)
