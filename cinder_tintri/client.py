@@ -1794,9 +1794,11 @@ class TClient(object):
     def get_datastore_stats(self):
         """Capacity of the default datastore in GiB.
 
-        Returns total_gib, free_gib, used_gib, provisioned_gib (floats) and
-        'raw' (the DatastoreStat). Every value must be a finite,
-        non-negative number (TintriInvalidResponse otherwise).
+        Returns total_gib, free_gib, used_gib, provisioned_gib (floats;
+        provisioned_gib is None when the array does not report
+        ``spaceProvisionedGiB``) and 'raw' (the DatastoreStat). Every value
+        must be a finite, non-negative number (TintriInvalidResponse
+        otherwise).
         """
         path = 'datastore/default/statsRealtime'
         api_path = self._url(path)[1]
@@ -1811,10 +1813,12 @@ class TClient(object):
             raise self._invalid('GET', api_path, 'DatastoreStat is %s'
                                 % _json_kind(stat))
 
-        def gib(name, default=None):
+        required = object()
+
+        def gib(name, default=required):
             value = stat.get(name)
             if value is None:
-                if default is None:
+                if default is required:
                     raise self._invalid('GET', api_path,
                                         'datastore statistics lack %s'
                                         % name)
@@ -1828,7 +1832,7 @@ class TClient(object):
         total = gib('spaceTotalGiB')
         free = gib('spaceRemainingPhysicalGiB')
         used = gib('spaceUsedPhysicalGiB', max(0.0, total - free))
-        provisioned = gib('spaceProvisionedGiB', 0.0)
+        provisioned = gib('spaceProvisionedGiB', None)
         return {'total_gib': total, 'free_gib': free, 'used_gib': used,
                 'provisioned_gib': provisioned, 'raw': stat}
 

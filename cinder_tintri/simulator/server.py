@@ -782,6 +782,11 @@ class VMstoreSimulator(object):
         with self._ctl_lock:
             self._counts = {}
 
+    def omit_stat_fields(self, names):
+        """Leave these DatastoreStat fields out of every answer."""
+        with self._ctl_lock:
+            self._state.omitted_stat_fields = frozenset(names)
+
     def set_latency(self, seconds):
         seconds = float(seconds)
         if seconds < 0:

@@ -570,7 +570,18 @@ class SimState(object):
             'sizeInBytes': st.st_size,
         }
 
+    # DatastoreStat fields left out of every answer (an array generation
+    # or configuration that does not report them); see
+    # VMstoreSimulator.omit_stat_fields.
+    omitted_stat_fields = frozenset()
+
     def datastore_stat(self):
+        stat = self._datastore_stat()
+        for name in self.omitted_stat_fields:
+            stat.pop(name, None)
+        return stat
+
+    def _datastore_stat(self):
         live_alloc = live_size = 0
         nfiles = 0
         for _rel, st in self.files():
