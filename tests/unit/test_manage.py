@@ -410,8 +410,17 @@ class ManageableVolumesTestCase(ManageBase):
 
     def test_unreadable_file(self):
         self.put('a.img')
+        # Permission denied on the file for every reader (not reproducible
+        # as root): the listing's header probe and cinder's inspector.
         self.patch('cinder.privsep.format_inspector.get_format_if_safe',
                    side_effect=OSError(13, 'Permission denied'))
+        real_open = os.open
+
+        def denied(path, *args, **kwargs):
+            if str(path).endswith('a.img'):
+                raise PermissionError(13, 'Permission denied', path)
+            return real_open(path, *args, **kwargs)
+        self.patch('os.open', side_effect=denied)
         [entry] = self._list()
         self.assertFalse(entry['safe_to_manage'])
         self.assertEqual('Not a volume image: it cannot be read as a disk '
