@@ -4,8 +4,9 @@
 #   enable_plugin cinder-tintri https://opendev.org/x/cinder-tintri
 #
 # DevStack sources this file with a mode and a phase ("stack install",
-# "stack post-config", "unstack", "clean"); sourced without arguments it only
-# defines functions, which is how tests/unit/test_devstack.py exercises it.
+# "stack post-config", "stack extra", "unstack", "clean"); sourced without
+# arguments it only defines functions, which is how
+# tests/unit/test_devstack.py exercises it.
 # Variables are described in devstack/settings and devstack/README.rst.
 
 _TINTRI_XTRACE=$(set +o | grep xtrace)
@@ -26,8 +27,14 @@ function tintri_backend_names {
 
 # install_cinder_tintri: install the package into cinder's Python
 # environment (with the simulator's extra dependencies when needed) and the
-# NFS client tools the driver checks for.
+# NFS client tools the driver checks for.  The package comes from the local
+# checkout CINDER_TINTRI_DIR (where "enable_plugin" put it); only when that
+# is not there is it cloned from CINDER_TINTRI_REPO (DevStack's git_clone:
+# honours ERROR_ON_CLONE, so an offline CI job fails instead of fetching).
 function install_cinder_tintri {
+    if [[ ! -f "$CINDER_TINTRI_DIR/setup.cfg" ]]; then
+        git_clone "$CINDER_TINTRI_REPO" "$CINDER_TINTRI_DIR" "$CINDER_TINTRI_BRANCH"
+    fi
     if [[ "$TINTRI_SIMULATOR" == "True" ]]; then
         setup_develop "$CINDER_TINTRI_DIR" simulator
     else
@@ -288,30 +295,70 @@ function configure_tintri_backends {
     done
 }
 
+# _tintri_cli_cmd: the operator CLI, next to cinder-volume or on PATH.
+function _tintri_cli_cmd {
+    if [[ -n "$TINTRI_CLI_CMD" ]]; then
+        echo "$TINTRI_CLI_CMD"
+    elif [[ -n "${CINDER_BIN_DIR:-}" && -x "$CINDER_BIN_DIR/cinder-tintri" ]]; then
+        echo "$CINDER_BIN_DIR/cinder-tintri"
+    else
+        command -v cinder-tintri
+    fi
+}
+
+# check_tintri_backends: once cinder-volume runs, "cinder-tintri check" on
+# every tintri backend section: options, shares, reachability, TLS,
+# credentials, API version, capacity, mounts.  A failed item fails the
+# run (warnings do not); TINTRI_CHECK=False skips it.
+function check_tintri_backends {
+    local cmd be_name
+    if [[ "$TINTRI_CHECK" != "True" ]]; then
+        echo "cinder-tintri: TINTRI_CHECK=False, backends not checked"
+        return 0
+    fi
+    cmd=$(_tintri_cli_cmd) \
+        || die $LINENO "cinder-tintri not found; is cinder-tintri installed?"
+    for be_name in $(tintri_backend_names); do
+        if ! "$cmd" check --config-file "$CINDER_CONF" --backend "$be_name"; then
+            die $LINENO "cinder-tintri check failed for backend $be_name (see above)"
+        fi
+    done
+}
+
 # cleanup_cinder_backend_tintri <name>: called by DevStack's cleanup_cinder.
 function cleanup_cinder_backend_tintri {
     stop_tintri_simulator
     tintri_unmount_simulator_shares
 }
 
-if [[ "${1:-}" == "stack" && "${2:-}" == "install" ]]; then
-    if is_service_enabled c-vol; then
+# The phases DevStack calls the plugin in (see DevStack's "Plugins" page):
+# everything is for cinder-volume, so nothing runs on a node without it.
+if is_service_enabled c-vol; then
+    if [[ "${1:-}" == "stack" && "${2:-}" == "install" ]]; then
         echo_summary "Installing cinder-tintri"
         install_cinder_tintri
-    fi
-elif [[ "${1:-}" == "stack" && "${2:-}" == "post-config" ]]; then
-    if is_service_enabled c-vol; then
+    elif [[ "${1:-}" == "stack" && "${2:-}" == "post-config" ]]; then
+        # cinder.conf exists; cinder-volume is not started yet.
         echo_summary "Configuring the Tintri VMstore backend"
         configure_tintri_backends
+    elif [[ "${1:-}" == "stack" && "${2:-}" == "extra" ]]; then
+        # cinder-volume runs now.
+        echo_summary "Checking the Tintri VMstore backend"
+        check_tintri_backends
     fi
-elif [[ "${1:-}" == "unstack" ]]; then
-    stop_tintri_simulator
-    tintri_unmount_simulator_shares
-elif [[ "${1:-}" == "clean" ]]; then
-    stop_tintri_simulator
-    tintri_unmount_simulator_shares
-    rm -rf "$TINTRI_SIMULATOR_DIR"
-    rm -f "$TINTRI_SHARES_CONFIG"
+
+    if [[ "${1:-}" == "unstack" ]]; then
+        stop_tintri_simulator
+        tintri_unmount_simulator_shares
+    fi
+
+    if [[ "${1:-}" == "clean" ]]; then
+        # clean.sh runs unstack.sh first; this removes what is left.
+        stop_tintri_simulator
+        tintri_unmount_simulator_shares
+        rm -rf "$TINTRI_SIMULATOR_DIR"
+        rm -f "$TINTRI_SHARES_CONFIG"
+    fi
 fi
 
 $_TINTRI_XTRACE

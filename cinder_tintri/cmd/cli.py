@@ -11,8 +11,9 @@
 #    under the License.
 """``cinder-tintri``: the operator's command line.
 
-``check``, ``image-cache list|clean`` and ``orphans``; see
-doc/source/operations.rst.
+``check``, ``image-cache list|clean``, ``orphans`` and ``volumes``; see
+doc/source/operations.rst and the reference generated from
+``build_parser()`` (doc/source/cli.rst).
 
 ``cinder-tintri check --config-file /etc/cinder/cinder.conf --backend NAME``
 validates one backend section the way the driver will use it and prints a
@@ -413,7 +414,8 @@ def cmd_volumes(args, conf, out):
     return 0
 
 
-def main(argv=None, out=sys.stdout):
+def build_parser():
+    """The ``cinder-tintri`` argument parser (also read by the docs)."""
     parser = argparse.ArgumentParser(
         prog='cinder-tintri',
         description='Operator tools for the Tintri VMstore Cinder driver.')
@@ -441,6 +443,11 @@ def main(argv=None, out=sys.stdout):
                         'array, the VMstore VM and the space it uses')
     _add_common(volumes)
     volumes.set_defaults(func=cmd_volumes)
+    return parser
+
+
+def main(argv=None, out=sys.stdout):
+    parser = build_parser()
     args = parser.parse_args(argv)
     # cinder's import announces that eventlet is deprecated; not news to
     # an operator running this tool.

@@ -11,30 +11,68 @@
 #    under the License.
 """Sphinx configuration of the cinder-tintri documentation.
 
-Built with warnings as errors: ``tox -e docs``, or as a test,
-``tests/unit/test_docs.py``.  The configuration reference is generated
-from the option definitions by oslo.config's Sphinx extension, so the
-package must be importable (installed, or in the source tree below).
+Built with warnings as errors: ``tox -e docs`` (HTML and the man page), or
+as a test, ``tests/unit/test_docs.py``.  The theme is openstackdocstheme,
+as in every OpenStack project; the build needs no network (the theme reads
+the version and git sha from the local checkout).  Two references are
+generated from the code, so the package must be importable (installed, or
+in the source tree below):
+
+* the configuration reference, by oslo.config's Sphinx extension, from the
+  option definitions;
+* the command-line reference (``cli.rst``, also the ``cinder-tintri(1)``
+  man page), by the local extension ``_exts/cli_reference.py``, from the
+  argparse parsers.
 """
 
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join('..', '..')))
+sys.path.insert(0, os.path.abspath('_exts'))
 
+# -- General ---------------------------------------------------------------
+
+extensions = [
+    'openstackdocstheme',
+    'oslo_config.sphinxext',
+    'cli_reference',
+    'manpage_references',
+]
+
+# openstackdocstheme takes the project name from setup.cfg and the version
+# from pbr (git or the installed metadata).
 project = 'cinder-tintri'
 copyright = 'cinder-tintri developers'
 author = 'cinder-tintri developers'
 
-extensions = [
-    'oslo_config.sphinxext',
-]
-
 master_doc = 'index'
 source_suffix = {'.rst': 'restructuredtext'}
 exclude_patterns = ['_build']
-pygments_style = 'sphinx'
+pygments_style = 'native'
 
-html_theme = 'alabaster'
+# -- openstackdocstheme ----------------------------------------------------
+
+openstackdocs_repo_name = 'x/cinder-tintri'
+openstackdocs_bug_project = 'cinder-tintri'
+openstackdocs_bug_tag = 'doc'
+openstackdocs_auto_name = False
+openstackdocs_use_storyboard = False
+
+# -- HTML ------------------------------------------------------------------
+
+html_theme = 'openstackdocs'
 html_static_path = []
 html_title = 'cinder-tintri'
+# These pages are not served from docs.openstack.org: do not report page
+# views to its analytics account.
+html_theme_options = {'analytics_tracking_code': ''}
+
+# -- Man pages ---------------------------------------------------------------
+
+# (source start file, name, description, authors, manual section)
+man_pages = [
+    ('cli', 'cinder-tintri',
+     'operator tools for the Tintri VMstore Cinder driver',
+     [author], 1),
+]

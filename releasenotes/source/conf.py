@@ -9,20 +9,40 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Sphinx configuration of the cinder-tintri release notes (reno)."""
+"""Sphinx configuration of the cinder-tintri release notes (reno).
 
-project = 'cinder-tintri release notes'
-copyright = 'cinder-tintri developers'
-author = 'cinder-tintri developers'
+Themed like the documentation (openstackdocstheme); ``tox -e
+releasenotes`` and ``tests/unit/test_docs.py`` build it with warnings as
+errors.  reno reads the notes from git, so this needs a git checkout (no
+network).
+"""
 
 extensions = [
+    'openstackdocstheme',
     'reno.sphinxext',
 ]
+
+project = 'cinder-tintri Release Notes'
+copyright = 'cinder-tintri developers'
+author = 'cinder-tintri developers'
 
 master_doc = 'index'
 source_suffix = {'.rst': 'restructuredtext'}
 exclude_patterns = ['_build']
-pygments_style = 'sphinx'
+pygments_style = 'native'
 
-html_theme = 'alabaster'
+# Release notes are not versioned by the package version (the theme turns
+# auto-versioning off for a releasenotes/ directory anyway).
+version = ''
+release = ''
+
+openstackdocs_repo_name = 'x/cinder-tintri'
+openstackdocs_bug_project = 'cinder-tintri'
+openstackdocs_bug_tag = 'releasenotes'
+openstackdocs_auto_name = False
+openstackdocs_use_storyboard = False
+
+html_theme = 'openstackdocs'
 html_static_path = []
+# Not served from docs.openstack.org: no page views to its analytics.
+html_theme_options = {'analytics_tracking_code': ''}

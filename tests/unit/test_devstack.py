@@ -9,17 +9,20 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""The DevStack plugin: what it writes into cinder.conf, and shellcheck.
+"""The DevStack plugin: its phases, the cinder.conf it writes, shellcheck.
 
 The plugin is sourced by bash with DevStack's functions replaced by stubs:
-``iniset`` edits a real INI file, ``sudo`` only records its command line.
-The resulting cinder.conf is then read back with oslo.config using the
-driver's real option definitions, so a misspelt key or a bad value fails.
+``iniset`` edits a real INI file; ``sudo``, ``git_clone`` and
+``setup_develop`` only record their command line; ``is_service_enabled``
+answers from ``STUB_ENABLED_SERVICES``.  The resulting cinder.conf is then
+read back with oslo.config using the driver's real option definitions, so a
+misspelt key or a bad value fails.
 """
 
 import configparser
 import glob
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -71,12 +74,27 @@ STUBS = textwrap.dedent('''\
     define_plugin() { :; }
     echo_summary() { :; }
     die() { shift; echo "die: $*" >&2; exit 3; }
-    is_service_enabled() { return 0; }
+    is_service_enabled() {
+        local service
+        for service in "$@"; do
+            if [[ ",${STUB_ENABLED_SERVICES-c-api,c-sch,c-vol}," \
+                    == *",$service,"* ]]; then
+                return 0
+            fi
+        done
+        return 1
+    }
     is_ubuntu() { return 0; }
     install_package() { echo "install_package $*" >> "$STUB_DIR/calls"; }
     setup_develop() { echo "setup_develop $*" >> "$STUB_DIR/calls"; }
+    # As DevStack's: the checkout exists afterwards.
+    git_clone() {
+        echo "git_clone $*" >> "$STUB_DIR/calls"
+        mkdir -p "$2" && : > "$2/setup.cfg"
+    }
     sudo() { echo "sudo $*" >> "$STUB_DIR/calls"; }
-    mountpoint() { return 1; }
+    # Mounted: the paths listed in $STUB_DIR/mounted (none by default).
+    mountpoint() { grep -qxF -- "${!#}" "$STUB_DIR/mounted" 2>/dev/null; }
     ''')
 
 # A stand-in for tintri-vmstore-sim: prints the ready line like the real
@@ -104,6 +122,17 @@ FAKE_SIM = textwrap.dedent('''\
             'ca_path': os.path.join(args.root, 'ca.pem'),
             'username': args.username}), flush=True)
     time.sleep(600)
+    ''')
+
+
+# A stand-in for the cinder-tintri CLI: records its arguments, one JSON
+# list per line, and exits with FAKE_CHECK_RC.
+FAKE_CLI = textwrap.dedent('''\
+    import json, os, sys
+    with open(os.environ['FAKE_CLI_LOG'], 'a') as f:
+        f.write(json.dumps(sys.argv[1:]) + '\\n')
+    print('OK    fake check')
+    sys.exit(int(os.environ.get('FAKE_CHECK_RC', '0')))
     ''')
 
 
@@ -284,6 +313,128 @@ class DevstackPluginTestCase(testtools.TestCase):
                       calls)
         self.assertIn('install_package nfs-common', calls)
 
+    def _checkout(self):
+        """A local checkout where DevStack's enable_plugin puts it."""
+        path = os.path.join(self.tmp, 'opt', 'cinder-tintri')
+        os.makedirs(path)
+        with open(os.path.join(path, 'setup.cfg'), 'w') as f:
+            f.write('[metadata]\nname = cinder-tintri\n')
+        return path
+
+    def test_install_clones_over_https_without_a_checkout(self):
+        checkout = os.path.join(self.tmp, 'opt', 'cinder-tintri')
+        self._bash('source "$TOP/devstack/plugin.sh" stack install\n',
+                   TOP=TOP)
+        calls = self._calls()
+        self.assertEqual(
+            ['git_clone https://opendev.org/x/cinder-tintri.git %s master'
+             % checkout,
+             'setup_develop %s' % checkout,
+             'install_package nfs-common'], calls)
+
+    def test_install_clone_follows_git_base_and_branch(self):
+        self._bash('source "$TOP/devstack/plugin.sh" stack install\n',
+                   TOP=TOP, GIT_BASE='https://git.example.org',
+                   CINDER_TINTRI_BRANCH='stable/2026.1')
+        self.assertEqual(
+            'git_clone https://git.example.org/x/cinder-tintri.git %s '
+            'stable/2026.1' % os.path.join(self.tmp, 'opt', 'cinder-tintri'),
+            self._calls()[0])
+
+    def test_install_uses_the_local_checkout(self):
+        checkout = self._checkout()
+        self._bash('source "$TOP/devstack/plugin.sh" stack install\n',
+                   TOP=TOP, TINTRI_SIMULATOR='True')
+        calls = self._calls()
+        self.assertEqual([], [c for c in calls if c.startswith('git_clone')])
+        self.assertEqual(['setup_develop %s simulator' % checkout,
+                          'install_package nfs-common'], calls)
+
+    def _fake_cli(self):
+        path = os.path.join(self.stub_dir, 'fake-cinder-tintri')
+        with open(path, 'w') as f:
+            f.write('#!%s\n%s' % (sys.executable, FAKE_CLI))
+        os.chmod(path, 0o755)
+        log = os.path.join(self.stub_dir, 'cli-calls')
+        return path, log
+
+    def _cli_calls(self, log):
+        try:
+            with open(log) as f:
+                return [json.loads(line) for line in f]
+        except FileNotFoundError:
+            return []
+
+    def test_extra_checks_every_tintri_backend(self):
+        cli, log = self._fake_cli()
+        proc = self._bash('source "$TOP/devstack/plugin.sh" stack extra\n',
+                          TOP=TOP, TINTRI_CLI_CMD=cli, FAKE_CLI_LOG=log,
+                          CINDER_ENABLED_BACKENDS='tintri:fast,lvm:lvm,'
+                                                  'tintri:slow')
+        self.assertEqual(
+            [['check', '--config-file', self.conf, '--backend', 'fast'],
+             ['check', '--config-file', self.conf, '--backend', 'slow']],
+            self._cli_calls(log))
+        self.assertIn('OK    fake check', proc.stdout)
+
+    def test_extra_fails_the_run_when_a_check_fails(self):
+        cli, log = self._fake_cli()
+        proc = self._bash('source "$TOP/devstack/plugin.sh" stack extra\n',
+                          expect_rc=3, TOP=TOP, TINTRI_CLI_CMD=cli,
+                          FAKE_CLI_LOG=log, FAKE_CHECK_RC='1')
+        self.assertIn('cinder-tintri check failed for backend tintri',
+                      proc.stderr)
+        self.assertEqual(1, len(self._cli_calls(log)))
+
+    def test_extra_check_can_be_turned_off(self):
+        cli, log = self._fake_cli()
+        proc = self._bash('source "$TOP/devstack/plugin.sh" stack extra\n',
+                          TOP=TOP, TINTRI_CLI_CMD=cli, FAKE_CLI_LOG=log,
+                          FAKE_CHECK_RC='1', TINTRI_CHECK='False')
+        self.assertEqual([], self._cli_calls(log))
+        self.assertIn('backends not checked', proc.stdout)
+
+    def test_nothing_runs_without_cinder_volume(self):
+        cli, log = self._fake_cli()
+        sim = self._fake_sim()
+        os.makedirs(self._sim_dir())
+        state = os.path.join(self._sim_dir(), 'password')
+        with open(state, 'w') as f:
+            f.write('kept\n')
+        for phase in ('stack install', 'stack post-config', 'stack extra',
+                      'unstack', 'clean'):
+            self._bash('source "$TOP/devstack/plugin.sh" %s\n' % phase,
+                       TOP=TOP, STUB_ENABLED_SERVICES='c-api,c-sch',
+                       TINTRI_SIMULATOR='True', TINTRI_SIMULATOR_CMD=sim,
+                       TINTRI_CLI_CMD=cli, FAKE_CLI_LOG=log)
+        self.assertEqual([], self._calls())
+        self.assertEqual([], self._cli_calls(log))
+        self.assertFalse(os.path.exists(self.conf))
+        self.assertFalse(os.path.exists(
+            os.path.join(self._sim_dir(), 'simulator.pid')))
+        self.assertTrue(os.path.exists(state))
+
+    def test_clean_removes_the_state(self):
+        sim = self._fake_sim()
+        self._bash('source "$TOP/devstack/plugin.sh" stack post-config\n',
+                   TOP=TOP, TINTRI_SIMULATOR='True', TINTRI_SIMULATOR_CMD=sim)
+        with open(os.path.join(self._sim_dir(), 'simulator.pid')) as f:
+            pid = int(f.read())
+        shares_file = os.path.join(os.path.dirname(self.conf),
+                                   'tintri_shares')
+        self.assertTrue(os.path.exists(shares_file))
+        mounts = [c.split()[-1] for c in self._calls()
+                  if c.startswith('sudo mount --bind ')]
+        self.assertEqual(1, len(mounts))
+        with open(os.path.join(self.stub_dir, 'mounted'), 'w') as f:
+            f.write(mounts[0] + '\n')
+        self._bash('source "$TOP/devstack/plugin.sh" clean\n',
+                   TOP=TOP, TINTRI_SIMULATOR='True')
+        self.assertFalse(_alive(pid))
+        self.assertIn('sudo umount %s' % mounts[0], self._calls())
+        self.assertFalse(os.path.exists(self._sim_dir()))
+        self.assertFalse(os.path.exists(shares_file))
+
     # -- simulator mode -----------------------------------------------------
 
     def test_simulator_mode(self):
@@ -402,6 +553,28 @@ class DevstackPluginTestCase(testtools.TestCase):
         self.assertEqual('127.0.0.1', values['tintri_server_hostname'])
         self.assertNotEqual(0, values['tintri_server_port'])
         self.assertTrue(values['tintri_ssl_cert_verify'])
+
+    def test_extra_check_against_the_real_simulator(self):
+        """``stack extra``'s check with the real CLI and simulator."""
+        bin_dir = os.path.dirname(sys.executable)
+        sim = os.path.join(bin_dir, 'tintri-vmstore-sim')
+        cli = os.path.join(bin_dir, 'cinder-tintri')
+        if not (os.access(sim, os.X_OK) and os.access(cli, os.X_OK)):
+            self.skipTest('cinder-tintri is not installed in this venv')
+        script = '''\
+            configure_tintri_backends
+            rc=0
+            check_tintri_backends || rc=$?
+            stop_tintri_simulator
+            exit $rc
+            '''
+        proc = self._bash(script, TINTRI_SIMULATOR='True',
+                          TINTRI_SIMULATOR_CMD=sim, TINTRI_CLI_CMD=cli)
+        for item in ('options', 'shares', 'reachable', 'tls',
+                     'api version', 'credentials', 'capacity'):
+            self.assertRegex(proc.stdout, r'(?m)^OK +%s ' % item)
+        # The bind mount is stubbed out here, so the share is not mounted.
+        self.assertRegex(proc.stdout, r'(?m)^WARN +mounted ')
 
 
 class ShellcheckTestCase(testtools.TestCase):
