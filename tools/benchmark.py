@@ -88,6 +88,13 @@ def parse_args(argv):
                    help='seconds the whole boot storm of one driver may '
                         'take')
     p.add_argument('--no-storm', action='store_true')
+    p.add_argument('--files', default='1000,5000,50000',
+                   help='files on each share for the stats and manageable '
+                        'listing axis (comma separated; empty: skip)')
+    p.add_argument('--manageable-max', type=int, default=5000,
+                   help='largest file count the manageable listing is '
+                        'measured at (the generic driver inspects every '
+                        'file with qemu-img)')
     p.add_argument('--no-root', action='store_true',
                    help='symlinked shares on the plain filesystem even as '
                         'root (no loopback XFS, no bind mounts)')
@@ -147,7 +154,7 @@ class CellRunner(object):
         self.log = log
 
     def spec(self, name, scale, latency_ms, drivers, workloads, skip,
-             storm=False):
+             storm=False, files=0):
         cell_dir = tempfile.mkdtemp(prefix='%s-' % name, dir=self.work)
         db = os.path.join(cell_dir, 'cinder.db')
         shutil.copy(self.db, db)
@@ -164,20 +171,26 @@ class CellRunner(object):
             'storm_image_mib': self.args.storm_image_mib,
             'storm_concurrency': self.args.storm_concurrency,
             'xfs_gib': 64,
+            'files': files, 'manageable_max': self.args.manageable_max,
+            'files_deadline': 600,
         }
 
     def budget(self, spec):
+        if spec.get('files'):
+            return CELL_OVERHEAD + 2 * spec['reps'] * len(spec['drivers']) \
+                * (spec['files_deadline'] + 5)
         if spec['storm']:
             return CELL_OVERHEAD + self.args.storm_deadline + KILL_GRACE
         ops = (len(spec['drivers']) * len(spec['workloads'])
                * spec['reps'])
         return CELL_OVERHEAD + ops * (self.args.deadline + 5)
 
-    def run(self, name, scale, latency_ms, drivers, workloads, storm=False):
+    def run(self, name, scale, latency_ms, drivers, workloads, storm=False,
+            files=0):
         skip = []
         for _attempt in range(len(drivers) * len(workloads) + 1):
             spec = self.spec(name, scale, latency_ms, drivers, workloads,
-                             skip, storm)
+                             skip, storm, files)
             killed = self._once(spec)
             shutil.rmtree(spec['workdir'], ignore_errors=True)
             if killed is None:
@@ -324,6 +337,14 @@ def main(argv=None):
                 # on into the other's measurement
                 runner.run('storm', 10, args.storm_latency, [name], [],
                            storm=True)
+        files = [] if args.quick else ints(args.files or '')
+        if args.quick and args.files != parse_args([]).files:
+            files = ints(args.files)
+        for count in files:
+            print('[%3.0fs] files on the share: %d' % (
+                time.time() - t_start, count), flush=True)
+            runner.run('files', 0, 0, [d for d in drivers if d != 'intree'],
+                       [], files=count)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return finish(args, results, time.time() - t_start)

@@ -62,3 +62,26 @@ class BenchmarkSmokeTest(testtools.TestCase):
         ours = [r for r in ops if r['driver'] == 'ours']
         self.assertEqual(['ok'], [r['status'] for r in ours])
         self.assertEqual(1, ours[0]['requests'])
+
+    def test_files_axis(self):
+        out = self.useFixture(fixtures.TempDir()).path
+        env = dict(os.environ, PYTHONWARNINGS='ignore')
+        proc = subprocess.run(
+            [sys.executable, BENCH, '--quick', '--scales', '',
+             '--files', '50', '--reps', '1', '--out', out],
+            cwd=TOP, capture_output=True, text=True, timeout=TIMEOUT,
+            env=env, start_new_session=True)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        with open(os.path.join(out, 'results.jsonl')) as f:
+            recs = [r for r in map(json.loads, f) if r['type'] == 'files']
+        by = {(r['driver'], r['workload']): r for r in recs}
+        self.assertEqual('ok', by[('ours', 'stats')]['status'])
+        # one REST call however many files
+        self.assertEqual(1, by[('ours', 'stats')]['requests'])
+        self.assertEqual(50, by[('ours', 'manageable')]['entries'])
+        self.assertEqual('n/a', by[('generic', 'manageable')]['status'])
+        self.assertEqual('ok', by[('generic', 'stats')]['status'])
+        with open(os.path.join(out, 'report.md')) as f:
+            report = f.read()
+        self.assertIn('### Files on the share', report)
+        self.assertIn('| stats update (get_volume_stats) | 50 |', report)

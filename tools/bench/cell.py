@@ -690,6 +690,83 @@ class Cell(object):
 
         return self.measure(name, 'clone_image', rep, op, check)
 
+    # -- files on the share ---------------------------------------------
+
+    def _plant(self, name, count):
+        """``count`` unmanaged raw files (512 bytes of data, 1 GiB)."""
+        src = self.shares[name][1]
+        head = os.urandom(512)
+        for i in range(count):
+            with open(os.path.join(src, 'disk-%06d.img' % i), 'wb') as f:
+                f.write(head)
+                f.truncate(GiB)
+
+    def _sampled_array_stats(self, interval=10.0):
+        """The simulator samples its datastore statistics like an array.
+
+        A VMstore answers statsRealtime from statistics it keeps (slices
+        of ``timeStart``..``timeEnd``), not by walking its file system per
+        request; the simulator does walk, so without this its own walk of
+        every planted file would be billed to the driver asking.
+        """
+        state = self.sim._state
+        compute = state.datastore_stat
+        cache = {}
+
+        def sampled():
+            now = time.monotonic()
+            if 'at' not in cache or now - cache['at'] > interval:
+                cache.update(at=now, stat=compute())
+            return dict(cache['stat'])
+
+        state.datastore_stat = sampled
+
+    def files_axis(self):
+        """Stats and manageable listings against ``files`` per share."""
+        count = int(self.spec['files'])
+        names = list(self.spec['drivers'])
+        for name in names:
+            self._plant(name, count)
+        self._sampled_array_stats()
+        deadline = float(self.spec.get('files_deadline', 600))
+        workloads = [('stats', lambda d: d.get_volume_stats(refresh=True))]
+        if count <= int(self.spec.get('manageable_max', 5000)):
+            workloads.append(('manageable', lambda d: d.get_manageable_volumes(
+                [], None, 1000, 0, ['reference'], ['asc'])))
+        for workload, call in workloads:
+            for rep in range(int(self.spec['reps'])):
+                order = names[rep % len(names):] + names[:rep % len(names)]
+                for name in order:
+                    drv = self.drivers[name]
+                    if workload == 'manageable' and not hasattr(
+                            drv, 'get_manageable_volumes'):
+                        self.record(type='files', driver=name, files=count,
+                                    workload=workload, rep=rep, status='n/a',
+                                    error=None, wall=None, entries=None,
+                                    requests=0)
+                        continue
+                    self.sim.reset_counts()
+                    status, error, result = 'ok', None, None
+                    t0 = time.perf_counter()
+                    try:
+                        with eventlet.Timeout(deadline, TimedOut):
+                            result = call(drv)
+                    except TimedOut:
+                        status = 'timeout'
+                    except NotImplementedError:
+                        status = 'n/a'
+                    except Exception as e:
+                        status, error = 'error', '%s: %s' % (
+                            type(e).__name__, e)
+                    wall = time.perf_counter() - t0
+                    entries = (len(result) if workload == 'manageable'
+                               and isinstance(result, list) else None)
+                    self.record(type='files', driver=name, files=count,
+                                workload=workload, rep=rep, status=status,
+                                error=error, wall=wall, entries=entries,
+                                requests=sum(
+                                    self.sim.request_counts().values()))
+
     # -- boot storm -------------------------------------------------------
 
     def boot_storm(self, name):
@@ -757,6 +834,9 @@ class Cell(object):
 
     def run(self):
         names = list(self.spec['drivers'])
+        if self.spec.get('files'):
+            self.files_axis()
+            return
         if self.spec.get('storm'):
             for name in names:
                 self.boot_storm(name)

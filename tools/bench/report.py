@@ -81,6 +81,7 @@ class Results(object):
         self.lifetime = collections.defaultdict(list)
         self.storm = {}
         self.storm_ops = {}
+        self.files = collections.defaultdict(list)
         self.errors = []
         self.scales, self.latencies = set(), set()
         self.drivers, self.workloads = [], []
@@ -117,6 +118,9 @@ class Results(object):
             self.lifetime[rec['driver']].append(rec)
         elif kind == 'storm':
             self.storm[rec['driver']] = rec
+        elif kind == 'files':
+            self.files[(rec['files'], rec['driver'],
+                        rec['workload'])].append(rec)
         elif kind == 'cell-error':
             self.errors.append(rec)
 
@@ -353,6 +357,7 @@ def build(args, res, elapsed):
 
     _targets(doc, args, res, drivers, workloads)
     _storm(doc, args, res)
+    _files(doc, args, res)
     _per_cell(doc, args, res, drivers, workloads)
     _requests_vs_scale(doc, res, drivers, workloads)
     _floor(doc, res, workloads)
@@ -484,6 +489,54 @@ def _storm(doc, args, res):
         doc.para('Ratio ours/generic: wall time %s, bytes on the share %s.'
                  % (_num(fig['wall']), _num(fig.get('bytes', 0))))
     doc.image('storm.png', 'boot storm wall time and bytes')
+
+
+FILES_TARGET = {'stats': (50000, 1.0), 'manageable': (5000, 5.0)}
+FILES_LABEL = {'stats': 'stats update (get_volume_stats)',
+               'manageable': 'manageable listing (1,000 of them)'}
+
+
+def _files_wall(recs):
+    done = [r['wall'] for r in recs if r['status'] == 'ok']
+    if not done:
+        states = sorted({r['status'] for r in recs})
+        return None, '/'.join(states) or '-'
+    return _median(done), None
+
+
+def _files(doc, args, res):
+    if not res.files:
+        return
+    doc.heading('Files on the share', 3)
+    doc.para('Each share holds N unmanaged raw files (1 GiB, 512 bytes of '
+             'data) beside nothing else; latency 0. The stats update and '
+             'a manageable listing (limit 1,000, sorted by reference) are '
+             'timed per driver, %d repetition(s), medians. The simulator '
+             'samples its datastore statistics every 10 s as an array '
+             'does (statsRealtime slices), so its own walk of the planted '
+             'files is not billed to the driver. Targets: stats <= 1 s at '
+             '50,000 files, listing <= 5 s at 5,000.' % args.reps)
+    counts = sorted({k[0] for k in res.files})
+    rows = []
+    for workload in ('stats', 'manageable'):
+        for count in counts:
+            ours = res.files.get((count, 'ours', workload))
+            gen = res.files.get((count, 'generic', workload))
+            if not ours and not gen:
+                continue
+            ow, onote = _files_wall(ours or [])
+            gw, gnote = _files_wall(gen or [])
+            ratio = '%s' % _num(ow / gw) if ow and gw else '-'
+            target_n, bound = FILES_TARGET[workload]
+            verdict = ''
+            if count == target_n and ow is not None:
+                verdict = 'met' if ow <= bound else 'NOT met'
+            rows.append([FILES_LABEL[workload], '{:,}'.format(count),
+                         fmt_ms(ow) if ow is not None else onote,
+                         fmt_ms(gw) if gw is not None else gnote,
+                         ratio, verdict])
+    doc.table(['operation', 'files per share', 'cinder-tintri ms',
+               'generic NFS ms', 'ratio ours/generic', 'target'], rows)
 
 
 def _per_cell(doc, args, res, drivers, workloads):
