@@ -91,6 +91,11 @@ def parse_args(argv):
     p.add_argument('--files', default='1000,5000,50000',
                    help='files on each share for the stats and manageable '
                         'listing axis (comma separated; empty: skip)')
+    p.add_argument('--concurrency', type=int, default=20,
+                   help='volumes per run of the concurrency axis (0: '
+                        'skip)')
+    p.add_argument('--concurrency-latency', type=float, default=20.0,
+                   help='ms per REST request in the concurrency axis')
     p.add_argument('--manageable-max', type=int, default=5000,
                    help='largest file count the manageable listing is '
                         'measured at (the generic driver inspects every '
@@ -154,7 +159,7 @@ class CellRunner(object):
         self.log = log
 
     def spec(self, name, scale, latency_ms, drivers, workloads, skip,
-             storm=False, files=0):
+             storm=False, files=0, concurrency=0):
         cell_dir = tempfile.mkdtemp(prefix='%s-' % name, dir=self.work)
         db = os.path.join(cell_dir, 'cinder.db')
         shutil.copy(self.db, db)
@@ -172,11 +177,11 @@ class CellRunner(object):
             'storm_concurrency': self.args.storm_concurrency,
             'xfs_gib': 64,
             'files': files, 'manageable_max': self.args.manageable_max,
-            'files_deadline': 600,
+            'files_deadline': 600, 'concurrency': concurrency,
         }
 
     def budget(self, spec):
-        if spec.get('files'):
+        if spec.get('files') or spec.get('concurrency'):
             return CELL_OVERHEAD + 2 * spec['reps'] * len(spec['drivers']) \
                 * (spec['files_deadline'] + 5)
         if spec['storm']:
@@ -186,11 +191,11 @@ class CellRunner(object):
         return CELL_OVERHEAD + ops * (self.args.deadline + 5)
 
     def run(self, name, scale, latency_ms, drivers, workloads, storm=False,
-            files=0):
+            files=0, concurrency=0):
         skip = []
         for _attempt in range(len(drivers) * len(workloads) + 1):
             spec = self.spec(name, scale, latency_ms, drivers, workloads,
-                             skip, storm, files)
+                             skip, storm, files, concurrency)
             killed = self._once(spec)
             shutil.rmtree(spec['workdir'], ignore_errors=True)
             if killed is None:
@@ -345,6 +350,12 @@ def main(argv=None):
                 time.time() - t_start, count), flush=True)
             runner.run('files', 0, 0, [d for d in drivers if d != 'intree'],
                        [], files=count)
+        if args.concurrency and (not args.quick or '--concurrency' in argv):
+            print('[%3.0fs] concurrency: %d volumes, serial and parallel'
+                  % (time.time() - t_start, args.concurrency), flush=True)
+            runner.run('concurrency', 0, args.concurrency_latency,
+                       [d for d in drivers if d != 'intree'], [],
+                       concurrency=args.concurrency)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return finish(args, results, time.time() - t_start)

@@ -68,7 +68,8 @@ class BenchmarkSmokeTest(testtools.TestCase):
         env = dict(os.environ, PYTHONWARNINGS='ignore')
         proc = subprocess.run(
             [sys.executable, BENCH, '--quick', '--scales', '',
-             '--files', '50', '--reps', '1', '--out', out],
+             '--files', '50', '--concurrency', '3', '--reps', '1',
+             '--out', out],
             cwd=TOP, capture_output=True, text=True, timeout=TIMEOUT,
             env=env, start_new_session=True)
         self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
@@ -81,7 +82,18 @@ class BenchmarkSmokeTest(testtools.TestCase):
         self.assertEqual(50, by[('ours', 'manageable')]['entries'])
         self.assertEqual('n/a', by[('generic', 'manageable')]['status'])
         self.assertEqual('ok', by[('generic', 'stats')]['status'])
+        with open(os.path.join(out, 'results.jsonl')) as f:
+            conc = [r for r in map(json.loads, f)
+                    if r['type'] == 'concurrency']
+        self.assertEqual(
+            {(d, w, m) for d in ('ours', 'generic')
+             for w in ('from_snapshot', 'clone')
+             for m in ('serial', 'parallel')},
+            {(r['driver'], r['workload'], r['mode']) for r in conc})
+        self.assertEqual({'ok'}, {r['status'] for r in conc},
+                         [r.get('error') for r in conc])
         with open(os.path.join(out, 'report.md')) as f:
             report = f.read()
+        self.assertIn('### Concurrency', report)
         self.assertIn('### Files on the share', report)
         self.assertIn('| stats update (get_volume_stats) | 50 |', report)

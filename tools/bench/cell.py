@@ -767,6 +767,67 @@ class Cell(object):
                                 requests=sum(
                                     self.sim.request_counts().values()))
 
+    # -- concurrency -------------------------------------------------------
+
+    def concurrency_axis(self):
+        """N operations on N different volumes: serial, then green-parallel.
+
+        As cinder-volume runs them (greenthreads of one process).  With a
+        per-request latency the parallel run should overlap the waits; a
+        lock held across different volumes would serialise it (ratio 1).
+        """
+        n = int(self.spec['concurrency'])
+        deadline = float(self.spec.get('files_deadline', 600))
+        for name in self.spec['drivers']:
+            drv = self.drivers[name]
+            for workload in ('from_snapshot', 'clone'):
+                for mode in ('serial', 'parallel'):
+                    jobs = []
+                    for _i in range(n):
+                        src = self.new_volume(name)
+                        new = self._db_volume(name)
+                        if workload == 'from_snapshot':
+                            snap = self.snapshot(name, src)
+                            jobs.append((new, src, lambda new=new, snap=snap:
+                                         drv.create_volume_from_snapshot(
+                                             new, snap)))
+                        else:
+                            jobs.append((new, src, lambda new=new, src=src:
+                                         drv.create_cloned_volume(new, src)))
+                    self.sim.reset_counts()
+                    status, error = 'ok', None
+                    t0 = time.perf_counter()
+                    try:
+                        with eventlet.Timeout(deadline, TimedOut):
+                            if mode == 'serial':
+                                for _new, _src, job in jobs:
+                                    job()
+                            else:
+                                pool = greenpool.GreenPool(n)
+                                list(pool.imap(lambda j: j[2](), jobs))
+                    except TimedOut:
+                        status = 'timeout'
+                    except Exception as e:
+                        status, error = 'error', '%s: %s' % (
+                            type(e).__name__, e)
+                    wall = time.perf_counter() - t0
+                    wrong = 0
+                    if status == 'ok':
+                        for new, src, _job in jobs:
+                            new.provider_location = (new.provider_location
+                                                     or self.pools[name])
+                            want = self.pattern(src.id)
+                            if self.read(name, new, len(want)) != want:
+                                wrong += 1
+                        if wrong:
+                            status = 'wrong'
+                    self.record(type='concurrency', driver=name,
+                                workload=workload, mode=mode, n=n,
+                                status=status, error=error, wall=wall,
+                                wrong=wrong, requests=sum(
+                                    self.sim.request_counts().values()))
+                self._cleanup()
+
     # -- boot storm -------------------------------------------------------
 
     def boot_storm(self, name):
@@ -836,6 +897,9 @@ class Cell(object):
         names = list(self.spec['drivers'])
         if self.spec.get('files'):
             self.files_axis()
+            return
+        if self.spec.get('concurrency'):
+            self.concurrency_axis()
             return
         if self.spec.get('storm'):
             for name in names:

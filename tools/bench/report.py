@@ -82,6 +82,7 @@ class Results(object):
         self.storm = {}
         self.storm_ops = {}
         self.files = collections.defaultdict(list)
+        self.concurrency = {}
         self.errors = []
         self.scales, self.latencies = set(), set()
         self.drivers, self.workloads = [], []
@@ -118,6 +119,9 @@ class Results(object):
             self.lifetime[rec['driver']].append(rec)
         elif kind == 'storm':
             self.storm[rec['driver']] = rec
+        elif kind == 'concurrency':
+            self.concurrency[(rec['driver'], rec['workload'],
+                              rec['mode'])] = rec
         elif kind == 'files':
             self.files[(rec['files'], rec['driver'],
                         rec['workload'])].append(rec)
@@ -358,6 +362,7 @@ def build(args, res, elapsed):
     _targets(doc, args, res, drivers, workloads)
     _storm(doc, args, res)
     _files(doc, args, res)
+    _concurrency(doc, args, res)
     _per_cell(doc, args, res, drivers, workloads)
     _requests_vs_scale(doc, res, drivers, workloads)
     _floor(doc, res, workloads)
@@ -537,6 +542,38 @@ def _files(doc, args, res):
                          ratio, verdict])
     doc.table(['operation', 'files per share', 'cinder-tintri ms',
                'generic NFS ms', 'ratio ours/generic', 'target'], rows)
+
+
+def _concurrency(doc, args, res):
+    if not res.concurrency:
+        return
+    doc.heading('Concurrency', 3)
+    n = next(iter(res.concurrency.values()))['n']
+    doc.para('%d operations on %d different volumes, first one after the '
+             'other, then all at once in greenthreads of one process (as '
+             'cinder-volume runs them); %g ms per REST request. A ratio '
+             'near 1 would mean something serialises operations on '
+             'different volumes; the data of every new volume is checked.'
+             % (n, n, args.concurrency_latency))
+    rows = []
+    for d in ('ours', 'generic'):
+        for w in ('from_snapshot', 'clone'):
+            ser = res.concurrency.get((d, w, 'serial'))
+            par = res.concurrency.get((d, w, 'parallel'))
+            if not ser or not par:
+                continue
+
+            def cell(rec):
+                if rec['status'] != 'ok':
+                    return '%s %s' % (rec['status'], _short(
+                        rec.get('error') or '', 60))
+                return '%.2f s' % rec['wall']
+            ratio = (_num(par['wall'] / ser['wall'])
+                     if ser['status'] == par['status'] == 'ok' else '-')
+            rows.append([LABEL[d], WORKLOAD_LABEL[w], cell(ser), cell(par),
+                         ratio, str(par.get('requests', '-'))])
+    doc.table(['driver', 'operation', 'serial', 'parallel',
+               'ratio parallel/serial', 'REST requests'], rows)
 
 
 def _per_cell(doc, args, res, drivers, workloads):
