@@ -2,7 +2,8 @@
 # Run the whole test suite (unit + functional) from a fresh machine:
 #   bash tools/run-tests.sh [stestr filter regex]
 # Installs what it needs (see tools/setup-env.sh), runs flake8, then the
-# tests under stestr, and ends with the line "N passed, N failed, N skipped".
+# tests under stestr, prints "N skipped" and ends with the plain line
+# "N passed, N failed".
 set -uo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$TOP"
@@ -36,5 +37,6 @@ if [ "$lint_rc" -ne 0 ]; then
     echo "flake8 found problems (see above)"
     failed=$((failed + 1))
 fi
-echo "$passed passed, $failed failed, $skipped skipped"
+echo "$skipped skipped"
+echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
