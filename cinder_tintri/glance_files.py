@@ -143,16 +143,21 @@ class GlanceImageFiles(object):
             LOG.debug('Image %s has no size; not cloning it from a share.',
                       image_id)
             return None
-        for url in self.candidate_urls(image_location, image_meta):
-            parsed = parse_nfs_url(url)
-            if parsed is None:
-                continue
-            host, path = parsed
-            for share, flags in self._usable_image_shares():
-                rel = self._relative(share, host, path)
+        urls = [p for p in map(parse_nfs_url,
+                               self.candidate_urls(image_location, image_meta))
+                if p is not None]
+        if not urls:
+            return None
+        # The shares are looked at once per image, not once per URL.
+        volumes = list(self._volume_shares())
+        shares = list(self._usable_image_shares(volumes))
+        for host, path in urls:
+            for share, flags in shares:
+                rel = self._relative(share, host, path, volumes)
                 if rel is None:
                     continue
-                found = self._open(share, flags, rel, expected, image_id)
+                found = self._open(share, flags, rel, expected, image_id,
+                                   volumes)
                 if found is not None:
                     return found
         return None
@@ -197,9 +202,8 @@ class GlanceImageFiles(object):
 
     # ------------------------------------------------------------------
 
-    def _usable_image_shares(self):
+    def _usable_image_shares(self, volumes):
         """Configured image shares that are not (near) a volume share."""
-        volumes = list(self._volume_shares())
         exports = [_export(s) for s, _m in volumes]
         for share, flags in self._image_shares():
             image = _export(share)
@@ -216,7 +220,7 @@ class GlanceImageFiles(object):
                 continue
             yield share, flags
 
-    def _relative(self, share, host, path):
+    def _relative(self, share, host, path, volumes):
         """``path`` relative to ``share`` if it is a file on that share."""
         image = _export(share)
         if image is None or not _within(image[1], EXPORT_ROOT):
@@ -229,7 +233,7 @@ class GlanceImageFiles(object):
         if any(p in ('', '.', '..') or '\0' in p for p in parts):
             return None
         # Never a file of a volume share, whatever the share layout.
-        for vol_share, _mount in self._volume_shares():
+        for vol_share, _mount in volumes:
             vol = _export(vol_share)
             if vol and self.same_host(vol[0], host) and _within(path, vol[1]):
                 return None
@@ -245,14 +249,14 @@ class GlanceImageFiles(object):
             return False
         return bool(ips_a & ips_b)
 
-    def _open(self, share, flags, rel, expected, image_id):
+    def _open(self, share, flags, rel, expected, image_id, volumes):
         try:
             mount = self._mount(share, flags)
         except Exception as e:
             LOG.warning('Cannot mount image share %(share)s: %(err)s',
                         {'share': share, 'err': e})
             return None
-        if self._is_volume_mount(mount):
+        if self._is_volume_mount(mount, volumes):
             LOG.warning('Image share %s is mounted where a volume share is; '
                         'not cloning from it.', share)
             return None
@@ -287,12 +291,12 @@ class GlanceImageFiles(object):
             raise
         return ImageFile(share, rel, fd, st.st_size)
 
-    def _is_volume_mount(self, mount):
+    def _is_volume_mount(self, mount, volumes):
         try:
             here = os.stat(mount)
         except OSError:
             return True
-        for _share, vol_mount in self._volume_shares():
+        for _share, vol_mount in volumes:
             if not vol_mount:
                 continue
             try:

@@ -157,10 +157,7 @@ class TintriImageMixin(object):
                 context, volume, image_service, image_id,
                 disable_sparse=disable_sparse)
         share = self._share_of(volume)
-        mount = self._mount(share)
-        self._check_writable(
-            share, mount, _('Copying image %(image)s to volume %(vol)s')
-            % {'image': image_id, 'vol': volume.id})
+        self._image_writable_mount(share, image_id, volume)
         with self._image_lock(image_id) as locked:
             if locked:
                 if self._image_clone_if_cached(image_id, share, volume):
@@ -303,10 +300,7 @@ class TintriImageMixin(object):
         renamed over the volume file.  The temporary directory goes in
         every case.
         """
-        mount = self._mount(share)
-        self._check_writable(
-            share, mount, _('Copying image %(image)s to volume %(vol)s')
-            % {'image': image_id, 'vol': volume.id})
+        mount = self._image_writable_mount(share, image_id, volume)
         tmp_name = self._tmp_dir_name_for(volume.name)
         tmp_dir = os.path.join(mount, tmp_name)
         source_name = IMAGE_PREFIX + image_id
@@ -356,6 +350,14 @@ class TintriImageMixin(object):
         self._image_finish(target, volume, image_id)
         self._image_touch(share, image_id)
         return target
+
+    def _image_writable_mount(self, share, image_id, volume):
+        """The share's mount point; a read-only share is refused."""
+        mount = self._mount(share)
+        self._check_writable(
+            share, mount, _('Copying image %(image)s to volume %(vol)s')
+            % {'image': image_id, 'vol': volume.id})
+        return mount
 
     def _image_drop_snapshot(self, snap_uuid, image_id):
         """A failed fill leaves no cache snapshot behind."""
@@ -558,11 +560,6 @@ class TintriImageMixin(object):
     def _image_try_lock(self, image_id):
         return self._image_lock(image_id, timeout=0)
 
-    def _image_markers(self, image_id):
-        for share in getattr(self, '_mounted_shares', None) or []:
-            yield share, os.path.join(self._get_mount_point_for_share(share),
-                                      MARKER_DIR, image_id)
-
     def _image_marker_dir(self, share, create=False):
         """A descriptor of ``<share>/.tintri-image-cache``, or None.
 
@@ -614,37 +611,37 @@ class TintriImageMixin(object):
         finally:
             os.close(dfd)
 
-    def _image_marker_stats(self, image_id):
-        """lstat of each share's marker of the image that is a file."""
+    def _image_marker_dirs(self):
+        """A descriptor of each mounted share's marker directory.
+
+        Each is closed when the caller moves on to the next one.
+        """
         for share in list(getattr(self, '_mounted_shares', None) or []):
             dfd = self._image_marker_dir(share)
             if dfd is None:
                 continue
+            try:
+                yield dfd
+            finally:
+                os.close(dfd)
+
+    def _image_last_used(self, image_id):
+        times = []
+        for dfd in self._image_marker_dirs():
             try:
                 st = os.stat(image_id, dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 continue
-            finally:
-                os.close(dfd)
             if stat.S_ISREG(st.st_mode):
-                yield share, st
-
-    def _image_last_used(self, image_id):
-        times = [st.st_mtime for _share, st
-                 in self._image_marker_stats(image_id)]
+                times.append(st.st_mtime)
         return max(times) if times else None
 
     def _image_forget(self, image_id):
-        for share in list(getattr(self, '_mounted_shares', None) or []):
-            dfd = self._image_marker_dir(share)
-            if dfd is None:
-                continue
+        for dfd in self._image_marker_dirs():
             try:
                 os.unlink(image_id, dir_fd=dfd)
             except OSError:
                 pass
-            finally:
-                os.close(dfd)
 
     # ------------------------------------------------------------------
     # Periodic cleanup

@@ -530,7 +530,9 @@ class PeriodicCleanupTest(ImageTestCase):
         self.override_config('tintri_image_cache_expiry_days', 1,
                              group=driver_base.BACKEND)
         old = time.time() - 3 * 86400
-        for _share, marker in self.drv._image_markers(meta['id']):
+        for share in self.drv._mounted_shares:
+            marker = os.path.join(self.drv._get_mount_point_for_share(share),
+                                  images.MARKER_DIR, meta['id'])
             if os.path.exists(marker):
                 os.utime(marker, (old, old))
         # the snapshot itself is new: kept
