@@ -721,6 +721,26 @@ class Cell(object):
 
         state.datastore_stat = sampled
 
+    def _timed(self, fn, deadline):
+        """(status, error, wall seconds, result) of ``fn()``, bounded.
+
+        The simulator's request counts are reset first, so they count
+        what ``fn`` asked of the array.
+        """
+        self.sim.reset_counts()
+        status, error, result = 'ok', None, None
+        t0 = time.perf_counter()
+        try:
+            with eventlet.Timeout(deadline, TimedOut):
+                result = fn()
+        except TimedOut:
+            status = 'timeout'
+        except NotImplementedError:
+            status = 'n/a'
+        except Exception as e:
+            status, error = 'error', '%s: %s' % (type(e).__name__, e)
+        return status, error, time.perf_counter() - t0, result
+
     def files_axis(self):
         """Stats and manageable listings against ``files`` per share."""
         count = int(self.spec['files'])
@@ -745,20 +765,8 @@ class Cell(object):
                                     error=None, wall=None, entries=None,
                                     requests=0)
                         continue
-                    self.sim.reset_counts()
-                    status, error, result = 'ok', None, None
-                    t0 = time.perf_counter()
-                    try:
-                        with eventlet.Timeout(deadline, TimedOut):
-                            result = call(drv)
-                    except TimedOut:
-                        status = 'timeout'
-                    except NotImplementedError:
-                        status = 'n/a'
-                    except Exception as e:
-                        status, error = 'error', '%s: %s' % (
-                            type(e).__name__, e)
-                    wall = time.perf_counter() - t0
+                    status, error, wall, result = self._timed(
+                        lambda: call(drv), deadline)
                     entries = (len(result) if workload == 'manageable'
                                and isinstance(result, list) else None)
                     self.record(type='files', driver=name, files=count,
@@ -794,23 +802,15 @@ class Cell(object):
                         else:
                             jobs.append((new, src, lambda new=new, src=src:
                                          drv.create_cloned_volume(new, src)))
-                    self.sim.reset_counts()
-                    status, error = 'ok', None
-                    t0 = time.perf_counter()
-                    try:
-                        with eventlet.Timeout(deadline, TimedOut):
-                            if mode == 'serial':
-                                for _new, _src, job in jobs:
-                                    job()
-                            else:
-                                pool = greenpool.GreenPool(n)
-                                list(pool.imap(lambda j: j[2](), jobs))
-                    except TimedOut:
-                        status = 'timeout'
-                    except Exception as e:
-                        status, error = 'error', '%s: %s' % (
-                            type(e).__name__, e)
-                    wall = time.perf_counter() - t0
+                    if mode == 'serial':
+                        def run(jobs=jobs):
+                            for _new, _src, job in jobs:
+                                job()
+                    else:
+                        def run(jobs=jobs):
+                            pool = greenpool.GreenPool(n)
+                            list(pool.imap(lambda j: j[2](), jobs))
+                    status, error, wall, _result = self._timed(run, deadline)
                     wrong = 0
                     if status == 'ok':
                         for new, src, _job in jobs:
