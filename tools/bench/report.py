@@ -609,18 +609,19 @@ def _migration(doc, args, res):
             continue
         host = _median([r['host_bytes'] for r in ok])
         med[path] = (host, _median([r['wall'] for r in ok]))
-        rows.append([label, fmt_mib(host),
+        rows.append([label, '%.0f' % (host / 1024.0),
                      fmt_mib(_median([r['used_bytes'] for r in ok])),
                      fmt_ms(_median([r['wall'] for r in ok])),
                      str(_median([r['clones'] for r in ok])),
                      str(_median([r['requests'] for r in ok]))])
-    doc.table(['path', 'host MiB written', 'used MiB', 'wall ms',
+    doc.table(['path', 'host KiB written', 'used MiB', 'wall ms',
                'array clones', 'REST requests'], rows)
     if 'ours' in med and 'host_copy' in med and med['host_copy'][1]:
-        doc.para('Ratios ours/host copy: wall %s; host bytes %s MiB against '
-                 '%s MiB.' % (_num(med['ours'][1] / med['host_copy'][1]),
-                              fmt_mib(med['ours'][0]),
-                              fmt_mib(med['host_copy'][0])))
+        doc.para('Ratios ours/host copy: wall %s; host bytes %.0f KiB '
+                 'against %.0f KiB (what ours writes is lock files and '
+                 'bookkeeping, not volume data).'
+                 % (_num(med['ours'][1] / med['host_copy'][1]),
+                    med['ours'][0] / 1024.0, med['host_copy'][0] / 1024.0))
 
 
 def _per_cell(doc, args, res, drivers, workloads):
