@@ -936,9 +936,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     def update_migrated_volume(self, ctxt, volume, new_volume,
                                original_volume_status):
-        return self._migration.update_migrated(
-            volume, new_volume, original_volume_status,
-            self._rename_migrated)
+        return self._migration.update_migrated(volume, new_volume,
+                                               original_volume_status)
 
     def _snapshot_for_move(self, share, file_name, key_id, description,
                            policy):
@@ -953,22 +952,6 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """The volume's file was replaced by another (moved)."""
         self._clone_sources.pop(volume_id, None)
         self._inventory.forget(volume_id)
-
-    def _rename_migrated(self, volume, new_volume):
-        """Give new_volume's file the original volume's name, or False."""
-        path, _st = self._volume_file(new_volume)
-        target = os.path.join(os.path.dirname(path), share_files.check_name(
-            CONF.volume_name_template % volume.id))
-        if target == path:
-            return True
-        if os.path.lexists(target):
-            LOG.warning('Volume %(id)s: %(target)s exists; keeping the '
-                        'migrated file under its own name.',
-                        {'id': volume.id, 'target': target})
-            return False
-        os.rename(path, target)
-        self._forget_file(new_volume.id)
-        return True
 
     # ------------------------------------------------------------------
     # Pools, stats

@@ -60,12 +60,14 @@ import uuid
 from cinder import exception
 from cinder.i18n import _
 from cinder.volume import volume_utils
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from cinder_tintri import client as tclient
 from cinder_tintri import share_files
 
 LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
 
 LOCATION_PREFIX = 'tintri'
 ZERO_REFS = 'DELETE_ON_ZERO_CLONE_REFERENCES'
@@ -232,20 +234,18 @@ class VolumeMigration(object):
         moved, update = self.migrate(volume, host)
         return moved, update
 
-    def update_migrated(self, volume, new_volume, original_status,
-                        rename):
+    def update_migrated(self, volume, new_volume, original_status):
         """Cinder's update_migrated_volume after a generic migration.
 
         ``new_volume``'s file (on this backend) is renamed to the original
         volume's name when the volume was detached, nothing holds that
         name and the rename succeeds; then the volume keeps its name.
         Otherwise it keeps the new file, which Cinder then finds through
-        ``_name_id``.  ``rename(volume, new_volume)`` does the checked
-        rename and returns True when it did.
+        ``_name_id``.
         """
         if original_status == 'available':
             try:
-                if rename(volume, new_volume):
+                if self._rename(volume, new_volume):
                     return {'_name_id': None,
                             'provider_location': new_volume.provider_location}
             except Exception as e:
@@ -254,6 +254,22 @@ class VolumeMigration(object):
                              'err': e})
         return {'_name_id': new_volume._name_id or new_volume.id,
                 'provider_location': new_volume.provider_location}
+
+    def _rename(self, volume, new_volume):
+        """Give new_volume's file the original volume's name, or False."""
+        path, _st = self.ops.volume_file(new_volume)   # regular, or raise
+        target = os.path.join(os.path.dirname(path), share_files.check_name(
+            CONF.volume_name_template % volume.id))
+        if target == path:
+            return True
+        if os.path.lexists(target):
+            LOG.warning('Volume %(id)s: %(target)s exists; keeping the '
+                        'migrated file under its own name.',
+                        {'id': volume.id, 'target': target})
+            return False
+        os.rename(path, target)
+        self.ops.forget(new_volume.id)
+        return True
 
     # -- the decision --------------------------------------------------
 

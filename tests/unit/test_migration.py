@@ -292,6 +292,53 @@ class MigrationTest(driver_base.DriverTestCase):
         self.assertEqual(b'M' * MiB, self.read(vol, MiB, 5 * MiB))
         self.assert_no_leaks([vol])
 
+    def test_faults_on_every_array_call_of_a_move(self):
+        """The fault matrix's injections on the calls a move makes.
+
+        Each cell either moves the volume (data on the destination, source
+        gone) or fails with the source intact and the destination empty;
+        either way nothing is left that the leak checker finds, once one
+        periodic stats update ran.
+        """
+        faults = {
+            'busy_burst': dict(count=2, mode='error', status=503),
+            'reset': dict(count=1, mode='drop'),
+            'lost_response': dict(count=1, mode='lose_response'),
+            'refused': dict(count=1, mode='error', status=500,
+                            code='ERR-API-3206'),
+        }
+        host = self.host_for(self.share2)
+        outcomes = {}
+        for endpoint in (SNAP, CLONE, 'DELETE /api/v310/snapshot/{uuid}'):
+            for fault, inj in faults.items():
+                vol = self.data_volume()
+                self.sim.inject_fault(endpoint, **inj)
+                try:
+                    vol = self.moved(vol, self.drv.migrate_volume(
+                        self.ctxt, vol, host)[1])
+                    outcome = 'moved'
+                except exception.VolumeMigrationFailed:
+                    outcome = 'failed'
+                self.sim.clear_faults()
+                cell = '%s/%s' % (endpoint, fault)
+                outcomes[cell] = outcome
+                self.assertEqual(b'M' * MiB, self.read(vol, MiB, 5 * MiB),
+                                 cell)
+                other = self.share if outcome == 'moved' else self.share2
+                self.assertEqual([], self.share_entries(other), cell)
+                self.drv.get_volume_stats(refresh=True)
+                self.assert_no_leaks([vol])
+                self.drv.delete_volume(vol)
+                self.drv.get_volume_stats(refresh=True)
+                self.assertEqual([], self.snapshot_uuids(), cell)
+        # Retried or reconciled faults move the volume; a refusal of the
+        # snapshot or the clone fails it; a helper that cannot be deleted
+        # does not fail a move that landed.
+        for cell, outcome in outcomes.items():
+            want = 'failed' if cell in ('%s/refused' % SNAP,
+                                        '%s/refused' % CLONE) else 'moved'
+            self.assertEqual(want, outcome, cell)
+
     def test_to_a_share_of_another_backend_on_the_same_array(self):
         # The other backend's share is not in this backend's shares: it
         # is mounted through os-brick with this backend's mount base.
