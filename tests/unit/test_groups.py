@@ -40,22 +40,23 @@ class FailingMember(groups.MemberOperations):
     The fault is armed before the n-th call (from 0) of ``method``.
     """
 
-    def __init__(self, drv, sim, method, nth, endpoint):
+    def __init__(self, drv, sim, method, nth, endpoint, **fault):
         self.drv = drv
         self.sim = sim
         self.method = method
         self.nth = nth
         self.endpoint = endpoint
+        # More than the client's retries: this member fails.
+        self.fault = fault or dict(count=20, mode='error', status=500,
+                                   code='ERR-API-3106',
+                                   message='injected failure')
         self.calls = 0
 
     def _maybe_arm(self, method):
         if method != self.method:
             return
         if self.calls == self.nth:
-            # More than the client's retries: this member fails.
-            self.sim.inject_fault(self.endpoint, count=20, mode='error',
-                                  status=500, code='ERR-API-3106',
-                                  message='injected failure')
+            self.sim.inject_fault(self.endpoint, **self.fault)
         else:
             self.sim.clear_faults()
         self.calls += 1
@@ -383,3 +384,40 @@ class ModelUpdateTest(GroupsBase):
                          {u['id']: u['status'] for u in updates})
         self.assertEqual([bad.name], self.share_entries())
         os.rmdir(self.path_of(bad))
+
+
+class LateSnapshotTest(GroupsBase):
+    """A member whose snapshot the array makes after the driver gave up."""
+
+    READ_TIMEOUT = 1.0
+    STALL = 6.0          # well beyond the client's whole retry budget
+
+    def driver_flags(self, shares_file):
+        flags = super().driver_flags(shares_file)
+        flags.update(tintri_read_timeout=self.READ_TIMEOUT,
+                     tintri_api_retries=2, tintri_api_retry_deadline=3.0)
+        return flags
+
+    def test_late_snapshot_of_a_failed_member_goes_with_the_group(self):
+        grp, vols = self.group_with_volumes()
+        gsnap, snaps = self.snapshot_objects(grp, vols)
+        ops = FailingMember(self.drv, self.sim, 'create_snapshot', 1, SNAP,
+                            count=20, mode='delay', delay=self.STALL)
+        model, updates = groups.Groups(ops).create_group_snapshot(
+            self.ctxt, gsnap, snaps)
+        self.assertEqual('error', model['status'])
+        self.assertEqual(2, ops.calls)
+        self.sim.clear_faults()
+        self.assertTrue(self.sim.wait_idle(self.STALL + 5.0))
+        # What landed late belongs to the failed member's Cinder snapshot
+        # (its description); the first member's snapshot is gone.
+        late = self.live_snapshots()
+        self.assertEqual([snaps[1].name],
+                         [s['description'] for s in late])
+        self.apply(snaps, updates)
+        leak_check.assert_no_leaks(self, self.sim, context=self.ctxt)
+        # Deleting the errored group snapshot removes it.
+        model, snap_updates = self.groups.delete_group_snapshot(
+            self.ctxt, gsnap, snaps)
+        self.assertEqual('deleted', model['status'])
+        self.assertEqual([], self.live_snapshots())
