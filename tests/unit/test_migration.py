@@ -339,6 +339,39 @@ class MigrationTest(driver_base.DriverTestCase):
                                         '%s/refused' % CLONE) else 'moved'
             self.assertEqual(want, outcome, cell)
 
+    def test_crash_between_the_rename_and_the_source_deletion(self):
+        """What operations.rst documents for a service that dies there."""
+        class Crash(BaseException):
+            pass
+
+        def die(path):
+            raise Crash()
+        vol = self.data_volume()
+        host = self.host_for(self.share2)
+        ops = self.drv._migration.ops
+        self.drv._migration.ops = ops._replace(delete_file=die)
+        self.assertRaises(Crash, self.drv.migrate_volume, self.ctxt, vol,
+                          host)
+        self.drv._migration.ops = ops
+        # Cinder still points at the source, which is intact; the copy on
+        # the destination is the one thing left (a file no volume owns) ...
+        self.assertEqual(b'M' * MiB, self.read(vol, MiB, 5 * MiB))
+        self.assertEqual([vol.name], self.share_entries(self.share2))
+        report = leak_check.find_leaks(self.sim, volumes=[vol],
+                                       snapshots=[])
+        self.assertEqual(['cinder2/%s' % vol.name], report.leaked_files)
+        # ... and the next attempt names it instead of overwriting it.
+        e = self.assertRaises(exception.VolumeMigrationFailed,
+                              self.drv.migrate_volume, self.ctxt, vol, host)
+        self.assertIn(vol.name, str(e))
+        os.unlink(os.path.join(self.sim.datastore, 'cinder2', vol.name))
+        vol = self.moved(vol, self.drv.migrate_volume(self.ctxt, vol,
+                                                      host)[1])
+        self.assertEqual(b'M' * MiB, self.read(vol, MiB, 5 * MiB))
+        self.drv.delete_volume(vol)
+        self.drv.get_volume_stats(refresh=True)
+        self.assertEqual([], self.snapshot_uuids())
+
     def test_to_a_share_of_another_backend_on_the_same_array(self):
         # The other backend's share is not in this backend's shares: it
         # is mounted through os-brick with this backend's mount base.
