@@ -292,7 +292,8 @@ class VolumeMigration(object):
             raise Refused(_('the destination pool %(pool)s is not its share '
                             '%(share)s') % {'pool': pool, 'share': dest})
         path = export_path(dest)
-        if path != EXPORT_ROOT and not path.startswith(EXPORT_ROOT + '/'):
+        if (path != EXPORT_ROOT and not path.startswith(EXPORT_ROOT + '/')
+                or any(p in ('..', '.') for p in path.split('/'))):
             raise Refused(_('share %s is not on the VMstore export') % dest)
         if dest == volume.provider_location:
             return dest

@@ -200,6 +200,10 @@ class MigrationTest(driver_base.DriverTestCase):
             'unreachable share': self.host_for(self.UNREACHABLE,
                                                caps=unreachable),
         }
+        for bad in ('127.0.0.1:/tintri/../etc', '127.0.0.1:/srv/cinder',
+                    'no-colon'):
+            cases['share %s' % bad] = self.host_for(bad, caps={
+                'location_info': self.drv._migration.location_info(bad)})
         for why, host in cases.items():
             self.sim.reset_counts()
             self.assertEqual((False, None),
