@@ -51,6 +51,7 @@ from cinder_tintri import options
 from cinder_tintri import pool_stats
 from cinder_tintri import share_files
 from cinder_tintri import snapshot_deletion
+from cinder_tintri import takeover
 from cinder_tintri import temporaries
 
 LOG = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         # of snapshots with clones; made in do_setup.
         self._inventory = None
         self._deletion = None
+        # Other drivers' objects (cinder_tintri.takeover); do_setup.
+        self._takeover = None
         # Volume id -> (snapshot uuid, identity of the file when it was
         # taken): the newest snapshot of a detached volume, or a helper
         # that outlives its clone, from which an unchanged volume is
@@ -227,6 +230,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             region=conf.tintri_openstack_region,
             timeout=conf.tintri_inventory_timeout)
         self._deletion = snapshot_deletion.SnapshotDeletion(self._client)
+        self._takeover = takeover.Takeover(self._client)
         super().do_setup(context)
         self._image_cache_start()
 
@@ -709,17 +713,25 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.TintriError as e:
             raise self._api_error(_('Deleting snapshot %s') % snapshot.id, e)
 
+    def update_provider_info(self, volumes, snapshots):
+        """At start-up: provider_id for snapshots other drivers made.
+
+        See :meth:`cinder_tintri.takeover.Takeover.provider_info`.
+        """
+        return self._takeover.provider_info(volumes, snapshots)
+
     def _find_snapshot_uuid(self, snapshot):
         """The array snapshot's UUID: provider_id, else by its name.
 
-        The name (``snapshot-<id>``) is unique; it is looked up without a
-        VM filter because the VM a snapshot is filed under depends on the
-        protocol (the volume id, or the array's VM uuid).
+        The name (``snapshot-<id>``, or the removed driver's ``<name>
+        (<volume id>)``) is looked up without a VM filter because the VM a
+        snapshot is filed under depends on the protocol (the volume id, or
+        the array's VM uuid); a match must be of the volume's own file
+        (:meth:`cinder_tintri.takeover.Takeover.find`).
         """
         if snapshot.provider_id:
             return snapshot.provider_id
-        found = self._client.find_snapshot_by_description(snapshot.name)
-        return tclient._uuid_of(found) if found else None
+        return self._takeover.find(snapshot)
 
     def _snapshot_uuid(self, snapshot):
         snap_uuid = self._find_snapshot_uuid(snapshot)
