@@ -30,7 +30,9 @@ from cinder import objects
 import fixtures
 from oslo_utils import units
 
+from cinder_tintri import client as tclient
 from tests.functional import harness
+from tests.functional import test_boot_storm
 
 MiB = units.Mi
 INTREE = 'cinder.volume.drivers.vmstore.nfs.VmstoreNfsDriver'
@@ -209,3 +211,57 @@ class TakeoverFromInTreeTest(harness.ApiTestCase):
 
 class TakeoverFromInTreeVmstore4Test(TakeoverFromInTreeTest):
     SIM_KWARGS = {'profile': 'vmstore4'}
+
+
+class TakeoverRemovedDriverImageCacheTest(test_boot_storm._ImageTestBase):
+    """The removed Tintri driver's image cache is reused, not refilled.
+
+    The removed driver (2.x, VMstore 4.x era: the vmstore4 profile)
+    cannot run on cinder 29, so its cache snapshot is made on the
+    simulator with the body its ``copy_image_to_volume`` ->
+    ``_create_image_snapshot`` -> ``TClient.create_snapshot`` sent (see
+    cinder_tintri.takeover): of the first volume made from the image,
+    description ``image-<id> (<id>)``, filed under the image id.
+    """
+
+    SIM_KWARGS = {'profile': 'vmstore4'}
+
+    def _removed_driver_cache(self, image_id):
+        sim = self.env.sim
+        first = 'volume-%s' % uuid.uuid4()
+        with open(os.path.join(self.env.share_dir, first), 'wb') as f:
+            f.write(self.data)
+        cl = tclient.TClient(sim.host, sim.username, sim.password,
+                             port=sim.port, ca_path=sim.ca_path)
+        self.addCleanup(cl.close)
+        snap_uuid = cl.post('cinder/snapshot', {
+            'typeId': ('com.tintri.api.rest.v310.dto.domain.beans.cinder.'
+                       'CinderSnapshotSpec'),
+            'file': 'cinder/' + first, 'vmName': 'image-' + image_id,
+            'description': 'image-%s (%s)' % (image_id, image_id),
+            'vmTintriUuid': image_id, 'instanceId': image_id,
+            'snapshotCreator': 'Cinder', 'deletionPolicy': None})[0]
+        # That first volume was deleted since; the snapshot stays.
+        os.unlink(os.path.join(self.env.share_dir, first))
+        return snap_uuid
+
+    def test_image_cache_snapshot_of_removed_driver_is_reused(self):
+        sim = self.env.sim
+        drv = self.volume.manager.driver
+        self.addCleanup(drv._image_cache_stop)
+        meta = self._image()
+        legacy = self._removed_driver_cache(meta['id'])
+        sim.reset_counts()
+        vol = self._volume(size=1, imageRef=meta['id'])
+        self._check(vol, 1)
+        self.assertEqual(0, self.glance.downloads)
+        counts = sim.request_counts()
+        self.assertEqual(1, counts.get(test_boot_storm.CLONE))
+        self.assertNotIn(test_boot_storm.SNAP, counts)
+        self.api.delete_volume(vol['id'])
+        self._wait_gone(self.api.get_volume, vol['id'])
+        # Only the cache snapshot stays, and no file but the marker.
+        self.assertEqual([legacy], [s['uuid']['uuid'] for s in
+                                    sim.inventory()['snapshots']])
+        self.assertEqual([], [f for f in os.listdir(self.env.share_dir)
+                              if f != '.tintri-image-cache'])
