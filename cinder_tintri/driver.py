@@ -266,6 +266,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.NfsNoSharesMounted()
         self._remove_stale_temporaries()
         self._undo_interrupted_manages()
+        self._takeover.remove_abandoned_helpers()
 
     def _check_snapshot_support(self, setup_checking=False):
         """Snapshots are array-side; NFS secure-file options don't apply.
@@ -718,6 +719,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
         See :meth:`cinder_tintri.takeover.Takeover.provider_info`.
         """
+        if self._takeover is None:
+            return None, None
         return self._takeover.provider_info(volumes, snapshots)
 
     def _find_snapshot_uuid(self, snapshot):
@@ -731,7 +734,16 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         if snapshot.provider_id:
             return snapshot.provider_id
-        return self._takeover.find(snapshot)
+        snap_uuid = self._takeover.find(snapshot)
+        if snap_uuid:
+            # Found once, by its UUID from now on.
+            try:
+                snapshot.provider_id = snap_uuid
+                snapshot.save()
+            except Exception as e:
+                LOG.debug('Cannot record provider_id of snapshot %s: %s',
+                          snapshot.id, e)
+        return snap_uuid
 
     def _snapshot_uuid(self, snapshot):
         snap_uuid = self._find_snapshot_uuid(snapshot)

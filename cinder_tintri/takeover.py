@@ -31,6 +31,9 @@ What they left, and what this module knows about it:
   directory; see :func:`foreign_temporary`;
 * a clone's helper snapshot is ``clone-volume-<source id>`` with
   DELETE_ON_ZERO_CLONE_REFERENCES: the array deletes it with its clone.
+  When its clone failed (e.g. the snapshot was not listed yet, in-tree
+  defect R-12) it never had one and stays; :meth:`Takeover.remove_
+  abandoned_helpers` deletes such helpers once an hour old;
 
 **the removed Tintri driver** (``TintriDriver`` 2.x, removed from cinder
 in Train; its ``TClient.create_snapshot`` and ``_clone_snapshot``, read
@@ -53,6 +56,7 @@ accepts a match only when the array snapshot is of the volume's own file.
 """
 
 import re
+import time
 
 from oslo_log import log as logging
 
@@ -71,6 +75,13 @@ FOREIGN_TEMPORARIES = (
 )
 # The in-tree driver's Cinder snapshots (description = snapshot name).
 SNAPSHOT_PREFIX = 'snapshot-'
+# The in-tree driver's clone helper snapshots.
+HELPER_PREFIX = 'clone-volume-'
+_HELPER = re.compile(r'clone-volume-%s' % _UUID)
+ZERO_REFS = 'DELETE_ON_ZERO_CLONE_REFERENCES'
+# A helper without clones is abandoned once this old (seconds): the
+# in-tree driver clones right after it snapshots.
+HELPER_IDLE = 3600
 IMAGE_PREFIX = 'image-'
 # A removed driver image-cache snapshot: 'image-<id> (<id>)'.
 _LEGACY_IMAGE = re.compile(r'image-(?P<id>[^ ()]+) \((?P=id)\)')
@@ -179,6 +190,46 @@ class Takeover(object):
                  {'found': found, 'n': len(missing),
                   'calls': disks.lookups})
         return None, updates
+
+    def remove_abandoned_helpers(self, now=None):
+        """Delete the in-tree driver's clone helpers its failures left.
+
+        One listing (``contain=clone-volume-``); a snapshot is deleted only
+        when its description is exactly ``clone-volume-<uuid>``, its
+        policy DELETE_ON_ZERO_CLONE_REFERENCES, it has no clone and it is
+        older than :data:`HELPER_IDLE`.  Returns the deleted UUIDs; errors
+        are logged, never raised.
+        """
+        now = time.time() if now is None else now
+        deleted = []
+        try:
+            listing = list(self.client.find_snapshots(contain=HELPER_PREFIX))
+        except tclient.TintriError as e:
+            LOG.warning('Cannot list the in-tree driver\'s clone helper '
+                        'snapshots: %s', e)
+            return deleted
+        for item in listing:
+            created = item.get('createTime')
+            if (item.get('isDeleted')
+                    or not _HELPER.fullmatch(item.get('description') or '')
+                    or item.get('deletionPolicy') != ZERO_REFS
+                    or item.get('cloneReferenceCount') != 0
+                    or not isinstance(created, (int, float))
+                    or now - created / 1000.0 < HELPER_IDLE):
+                continue
+            uuid = tclient._uuid_of(item)
+            try:
+                self.client.delete_snapshot(uuid)
+            except tclient.TintriError as e:
+                LOG.warning('Cannot delete the abandoned clone helper '
+                            '%(uuid)s of the in-tree driver: %(err)s',
+                            {'uuid': uuid, 'err': e})
+                continue
+            LOG.info('Deleted the abandoned clone helper snapshot %(uuid)s '
+                     '(%(desc)s) of the in-tree driver.',
+                     {'uuid': uuid, 'desc': item.get('description')})
+            deleted.append(uuid)
+        return deleted
 
     def find(self, snapshot):
         """The array snapshot UUID of one Cinder snapshot, or None.

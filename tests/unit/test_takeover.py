@@ -155,6 +155,31 @@ class TakeoverTest(test_client_sim.SimulatorTestBase):
         self.assertEqual(made, self.takeover.find(snap))
         self.assertIsNone(self.takeover.find(snapshot(vol)))
 
+    def test_abandoned_intree_clone_helpers(self):
+        vol = volume()
+        self._file(vol)
+        old = int((time.time() - 2 * takeover.HELPER_IDLE) * 1000)
+        zero = takeover.ZERO_REFS
+
+        def helper(**fields):
+            fields.setdefault('description',
+                              'clone-volume-%s' % uuid.uuid4())
+            return self.sim.seed_snapshots(1, file='cinder/' + vol.name,
+                                           **fields)[0]
+        abandoned = helper(deletionPolicy=zero, createTime=old)
+        kept = [helper(deletionPolicy=zero),              # in use now
+                helper(createTime=old),                   # other policy
+                helper(deletionPolicy=zero, createTime=old,
+                       description='clone-volume-%s-x' % uuid.uuid4())]
+        cloned = helper(deletionPolicy=zero, createTime=old)
+        self.client.clone_volume(cloned, '/tintri/cinder/clone-dir')
+        kept.append(cloned)
+        self.sim.reset_counts()
+        self.assertEqual([abandoned], self.takeover.remove_abandoned_helpers())
+        self.assertEqual(1, self.sim.request_counts()[SNAP_LIST])
+        left = set(s['uuid']['uuid'] for s in self.client.find_snapshots())
+        self.assertEqual(set(kept), left)
+
 
 class TakeoverStrictFieldsTest(TakeoverTest):
     """No ``file`` in the listing: proven by vmName or the virtual disk."""
