@@ -156,10 +156,11 @@ class TakeoverFromInTreeTest(harness.ApiTestCase):
         listings = sim.request_counts().get('GET /api/v310/snapshot', 0)
 
         # update_provider_info filled the snapshot's provider_id with the
-        # in-tree driver's array snapshot, with one snapshot listing.
+        # in-tree driver's array snapshot.  Start-up listed snapshots
+        # twice: once for that, once for abandoned in-tree clone helpers.
         self.assertEqual(intree[0]['uuid']['uuid'],
                          self._db_snapshot(snap['id']).provider_id)
-        self.assertEqual(1, listings)
+        self.assertEqual(2, listings)
         self.assertFalse(os.path.exists(stale))
         self.assertFalse(os.path.exists(stale_clone))
         self.assertTrue(os.path.exists(live))
