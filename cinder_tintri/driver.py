@@ -491,6 +491,31 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                      run_as_root=self._execute_as_root,
                                      file_format='raw')
 
+    # File work on the share: in this process, without following links,
+    # when it may (no subprocess: 5 to 25 ms each, measured); cinder's
+    # root helper (truncate, chmod, rm) only where it is denied.
+
+    def _create_sparsed_file(self, path, size):
+        try:
+            done = share_files.create_sparse(path, size * units.Gi)
+        except share_files.ShareFileError as e:
+            raise exception.VolumeBackendAPIException(data=e.reason)
+        if not done:
+            super()._create_sparsed_file(path, size)
+
+    def _set_rw_permissions(self, path):
+        secure = self.configuration.nas_secure_file_permissions == 'true'
+        try:
+            done = share_files.set_rw_permissions(path, secure)
+        except share_files.ShareFileError as e:
+            raise exception.VolumeBackendAPIException(data=e.reason)
+        if not done:
+            super()._set_rw_permissions(path)
+
+    def _delete(self, path):
+        if not share_files.remove(path):
+            super()._delete(path)
+
     def _api_error(self, what, err):
         msg = _('%(what)s failed on the VMstore: %(err)s') % {
             'what': what, 'err': err}

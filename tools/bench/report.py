@@ -30,9 +30,13 @@ WORKLOAD_LABEL = collections.OrderedDict([
     ('create_snapshot', 'create snapshot'),
     ('delete_snapshot', 'delete snapshot'),
     ('from_snapshot', 'volume from snapshot'),
+    ('from_snapshot_larger', 'volume from snapshot, larger'),
     ('clone', 'clone volume'),
+    ('clone_larger', 'clone volume, larger'),
     ('clone_image', 'clone_image, cache hit'),
     ('revert', 'revert to snapshot'),
+    ('extend', 'extend volume'),
+    ('create', 'create volume'),
     ('delete', 'delete volume'),
 ])
 # Round trips this driver should need, whatever the array size.
@@ -366,6 +370,7 @@ def build(args, res, elapsed):
     _per_cell(doc, args, res, drivers, workloads)
     _requests_vs_scale(doc, res, drivers, workloads)
     _floor(doc, res, workloads)
+    _breakdown(doc, res, workloads)
     _bytes(doc, res, drivers, workloads)
     _logins(doc, res, drivers)
     _dnf(doc, args, res, drivers, workloads)
@@ -659,6 +664,73 @@ def _floor(doc, res, workloads):
             row += [fmt_ms(floor), fmt_ms(over)]
         rows.append(row)
     doc.table(header, rows)
+
+
+BREAKDOWN = (('rest', 'REST, client side'), ('subprocess', 'subprocesses'),
+             ('fs', 'file system'), ('locks', 'locks'), ('db', 'database'),
+             ('other', 'other'))
+
+
+def breakdown_rows(res, workloads, driver='ours'):
+    """Per workload: (workload, overhead, array, parts), medians in s.
+
+    ``array`` is the simulator's own time handling the requests (its
+    handlers and answers, no injected latency); the driver's overhead is
+    wall - floor - array, and ``parts`` splits it: the client's side of
+    REST (time in HTTP attempts - floor - array: TLS, JSON, requests),
+    subprocesses, file system calls, locks, the database, other.
+    """
+    rows = []
+    for w in workloads:
+        recs = []
+        for scale in res.scales:
+            for lat in res.latencies:
+                recs += [(r, lat) for r in
+                         res.ops.get((scale, lat, driver, w), [])
+                         if r['status'] in DONE and r.get('breakdown')]
+        if not recs:
+            continue
+        parts = {}
+        for key, _label in BREAKDOWN:
+            values = []
+            for r, lat in recs:
+                b = r['breakdown']
+                v = b.get(key, 0.0)
+                if key == 'rest':
+                    v = max(0.0, v - r['requests'] * lat - b.get('array', 0))
+                values.append(v)
+            parts[key] = _median(values)
+        array = _median([r['breakdown'].get('array', 0.0) for r, _l in recs])
+        over = _median([r['wall'] - r['requests'] * lat
+                        - r['breakdown'].get('array', 0.0)
+                        for r, lat in recs])
+        rows.append((w, over, array, parts))
+    return rows
+
+
+def _breakdown(doc, res, workloads):
+    rows = breakdown_rows(res, workloads)
+    if not rows:
+        return
+    doc.heading('Where the overhead goes (cinder-tintri)', 3)
+    doc.para('Median ms per operation, pooled over all cells.  "array" is '
+             'the simulator\'s own time handling the requests (it runs in '
+             'the same process and is not the driver\'s); the driver\'s '
+             'overhead is wall time - floor - array.  tools/bench/'
+             'breakdown.py charges it to the outermost call the operation '
+             'made: the client side of REST (TLS, JSON, requests), '
+             'subprocesses (qemu-img, dd, chmod), file system calls on the '
+             'share, waiting for locks, cinder\'s database (object saves '
+             'the driver makes) and the rest (Cinder objects, logging, '
+             'Python).  Medians of parts need not add up exactly to the '
+             'median overhead.')
+    header = (['workload', 'array', 'driver overhead']
+              + [label for _k, label in BREAKDOWN])
+    table = []
+    for w, over, array, parts in rows:
+        table.append([WORKLOAD_LABEL[w], fmt_ms(array), fmt_ms(over)]
+                     + [fmt_ms(parts[k]) for k, _label in BREAKDOWN])
+    doc.table(header, table)
 
 
 def _bytes(doc, res, drivers, workloads):
