@@ -53,6 +53,7 @@ from cinder_tintri import options
 from cinder_tintri import pool_stats
 from cinder_tintri import share_files
 from cinder_tintri import snapshot_deletion
+from cinder_tintri import takeover
 from cinder_tintri import temporaries
 
 LOG = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._deletion = None
         # Moves between shares of the array (migration.VolumeMigration).
         self._migration = None
+        # Other drivers' objects (cinder_tintri.takeover); do_setup.
+        self._takeover = None
         # Volume id -> (snapshot uuid, identity of the file when it was
         # taken): the newest snapshot of a detached volume, or a helper
         # that outlives its clone, from which an unchanged volume is
@@ -243,6 +246,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                 finish=self._finish_file, delete_file=self._delete,
                 forget=self._forget_file))
         self._migration.identify()
+        self._takeover = takeover.Takeover(self._client)
         super().do_setup(context)
         self._image_cache_start()
 
@@ -278,6 +282,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.NfsNoSharesMounted()
         self._remove_stale_temporaries()
         self._undo_interrupted_manages()
+        self._takeover.remove_abandoned_helpers()
 
     def _check_snapshot_support(self, setup_checking=False):
         """Snapshots are array-side; NFS secure-file options don't apply.
@@ -750,17 +755,36 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.TintriError as e:
             raise self._api_error(_('Deleting snapshot %s') % snapshot.id, e)
 
+    def update_provider_info(self, volumes, snapshots):
+        """At start-up: provider_id for snapshots other drivers made.
+
+        See :meth:`cinder_tintri.takeover.Takeover.provider_info`.
+        """
+        if self._takeover is None:
+            return None, None
+        return self._takeover.provider_info(volumes, snapshots)
+
     def _find_snapshot_uuid(self, snapshot):
         """The array snapshot's UUID: provider_id, else by its name.
 
-        The name (``snapshot-<id>``) is unique; it is looked up without a
-        VM filter because the VM a snapshot is filed under depends on the
-        protocol (the volume id, or the array's VM uuid).
+        The name (``snapshot-<id>``, or the removed driver's ``<name>
+        (<volume id>)``) is looked up without a VM filter because the VM a
+        snapshot is filed under depends on the protocol (the volume id, or
+        the array's VM uuid); a match must be of the volume's own file
+        (:meth:`cinder_tintri.takeover.Takeover.find`).
         """
         if snapshot.provider_id:
             return snapshot.provider_id
-        found = self._client.find_snapshot_by_description(snapshot.name)
-        return tclient._uuid_of(found) if found else None
+        snap_uuid = self._takeover.find(snapshot)
+        if snap_uuid:
+            # Found once, by its UUID from now on.
+            try:
+                snapshot.provider_id = snap_uuid
+                snapshot.save()
+            except Exception as e:
+                LOG.debug('Cannot record provider_id of snapshot %s: %s',
+                          snapshot.id, e)
+        return snap_uuid
 
     def _snapshot_uuid(self, snapshot):
         snap_uuid = self._find_snapshot_uuid(snapshot)
