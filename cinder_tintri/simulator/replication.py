@@ -34,6 +34,7 @@ plausible reading of the field).
 
 import os
 import threading
+import time
 
 from cinder_tintri.simulator import state as sim_state
 from cinder_tintri.simulator import storage
@@ -214,12 +215,17 @@ class Replication(object):
         try:
             self._set(task, state='RUNNING', progress=1.0,
                       description='Remote copy running')
-            if self.stopping.wait(float(behaviour['delay'])):
-                return
-            with self.st.lock:
-                if task['cancel']:
-                    task.update(state='CANCELLED',
-                                description='Remote copy cancelled')
+            until = time.monotonic() + float(behaviour['delay'])
+            while True:
+                with self.st.lock:
+                    if task['cancel']:
+                        task.update(state='CANCELLED',
+                                    description='Remote copy cancelled')
+                        return
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                if self.stopping.wait(min(0.05, left)):
                     return
             dest_dir = os.path.join(peer.datastore, rel)
             try:
