@@ -427,12 +427,21 @@ def _resolve(name):
 
 
 def _landed_file(tmp, source_name):
-    """The regular file a copy left in ``tmp`` (or at ``tmp``), or None."""
+    """The regular file a copy left in ``tmp`` (or at ``tmp``), or None.
+
+    ``tmp`` itself must be a regular file or a real directory: a link
+    planted there is never looked through.
+    """
     try:
-        if share_files.lstat_regular(tmp, missing_ok=True):
-            return tmp          # landed at directoryName itself
-    except share_files.ShareFileError:
-        pass                    # a directory, as expected
+        st = os.lstat(tmp)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return tmp              # landed at directoryName itself
+    if not stat.S_ISDIR(st.st_mode):
+        LOG.warning('Ignoring %(path)s: it is %(kind)s.',
+                    {'path': tmp, 'kind': share_files.kind_of(st.st_mode)})
+        return None
     candidates = []
     try:
         candidates.append(os.path.join(tmp, share_files.check_name(

@@ -266,6 +266,39 @@ class HostCopyTest(TwoArrays):
         self.assertEqual(0, self.counts(self.a, 'POST /api/v310/cinder/clone'))
 
 
+class LandedFileTest(test.TestCase):
+    """What a copy left in a temporary; never through a planted link."""
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.tmp = os.path.join(self.root, '.tintri-tmp-x')
+
+    def test_file_inside_or_at_the_directory(self):
+        os.mkdir(self.tmp)
+        path = os.path.join(self.tmp, 'volume-src')
+        open(path, 'wb').close()
+        self.assertEqual(path, cross_array._landed_file(self.tmp,
+                                                        'volume-src'))
+        os.unlink(path)
+        os.rmdir(self.tmp)
+        open(self.tmp, 'wb').close()
+        self.assertEqual(self.tmp, cross_array._landed_file(self.tmp,
+                                                            'volume-src'))
+
+    def test_linked_directory_is_not_followed(self):
+        outside = os.path.join(self.root, 'outside')
+        os.mkdir(outside)
+        open(os.path.join(outside, 'volume-src'), 'wb').close()
+        os.symlink(outside, self.tmp)
+        self.assertIsNone(cross_array._landed_file(self.tmp, 'volume-src'))
+        os.unlink(self.tmp)
+        os.mkdir(self.tmp)
+        os.symlink(os.path.join(outside, 'volume-src'),
+                   os.path.join(self.tmp, 'volume-src'))
+        self.assertIsNone(cross_array._landed_file(self.tmp, 'volume-src'))
+
+
 class PeersTest(test.TestCase):
     """Which backend holds a snapshot, and how this service reaches it."""
 
