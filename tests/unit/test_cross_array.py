@@ -203,6 +203,12 @@ class RemoteCopyTest(TwoArrays):
         self.assertEqual(['volume-new'], os.listdir(self.dir_b))
 
 
+class RemoteCopyVmstore4Test(RemoteCopyTest):
+    """The same on the lenient VMstore 4 profile."""
+
+    PROFILE = 'vmstore4'
+
+
 class HostCopyTest(TwoArrays):
 
     def test_no_replication_path_copies_on_the_host(self):
@@ -264,6 +270,11 @@ class HostCopyTest(TwoArrays):
         self.assertIn('is not mounted on this host', str(e))
         self.assertEqual([], os.listdir(self.dir_b))
         self.assertEqual(0, self.counts(self.a, 'POST /api/v310/cinder/clone'))
+
+
+class HostCopyVmstore4Test(HostCopyTest):
+
+    PROFILE = 'vmstore4'
 
 
 class LandedFileTest(test.TestCase):
