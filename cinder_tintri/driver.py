@@ -44,6 +44,7 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_tintri import client as tclient
+from cinder_tintri import cross_array
 from cinder_tintri import groups
 from cinder_tintri import images
 from cinder_tintri import inventory
@@ -125,6 +126,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._deletion = None
         # Moves between shares of the array (migration.VolumeMigration).
         self._migration = None
+        # Other Tintri backends' arrays, and copies from them
+        # (cinder_tintri.cross_array); made in do_setup.
+        self._peers = None
+        self._cross_array = None
         # Other drivers' objects (cinder_tintri.takeover); do_setup.
         self._takeover = None
         # Volume id -> (snapshot uuid, identity of the file when it was
@@ -165,8 +170,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                    % {'v': api_version, 'f': SUPPORTED_API_FAMILY})
             raise exception.InvalidConfigurationValue(message=msg)
 
-    def _make_client(self):
-        conf = self.configuration
+    def _make_client(self, conf=None):
+        """A TClient for this backend (or the backend of ``conf``)."""
+        conf = conf or self.configuration
         return tclient.TClient(
             conf.tintri_server_hostname,
             conf.tintri_server_username,
@@ -246,6 +252,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                 finish=self._finish_file, delete_file=self._delete,
                 forget=self._forget_file))
         self._migration.identify()
+        self._peers = cross_array.Peers(conf, self.host, self._make_client)
+        self._cross_array = cross_array.CrossArrayCopy(
+            self._client, self._temps, conf.tintri_server_hostname,
+            mode=conf.tintri_cross_array_mode,
+            timeout=conf.tintri_cross_array_timeout,
+            poll_interval=conf.tintri_task_poll_interval)
         self._takeover = takeover.Takeover(self._client)
         super().do_setup(context)
         self._image_cache_start()
@@ -764,7 +776,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             return None, None
         return self._takeover.provider_info(volumes, snapshots)
 
-    def _find_snapshot_uuid(self, snapshot):
+    def _find_snapshot_uuid(self, snapshot, peer=None):
         """The array snapshot's UUID: provider_id, else by its name.
 
         The name (``snapshot-<id>``, or the removed driver's ``<name>
@@ -775,6 +787,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         if snapshot.provider_id:
             return snapshot.provider_id
+        if peer is not None:
+            # Another backend's array: by the name this driver gives.
+            found = peer.client.find_snapshot_by_description(snapshot.name)
+            return tclient._uuid_of(found) if found else None
         snap_uuid = self._takeover.find(snapshot)
         if snap_uuid:
             # Found once, by its UUID from now on.
@@ -786,8 +802,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                           snapshot.id, e)
         return snap_uuid
 
-    def _snapshot_uuid(self, snapshot):
-        snap_uuid = self._find_snapshot_uuid(snapshot)
+    def _snapshot_uuid(self, snapshot, peer=None):
+        snap_uuid = self._find_snapshot_uuid(snapshot, peer)
         if not snap_uuid:
             msg = (_('Snapshot %s has no VMstore snapshot.') % snapshot.id)
             raise exception.SnapshotNotFound(message=msg,
@@ -799,21 +815,33 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     # ------------------------------------------------------------------
 
     def create_volume_from_snapshot(self, volume, snapshot):
-        """An array clone of the snapshot, grown to the requested size."""
-        snap_uuid = self._snapshot_uuid(snapshot)
+        """An array clone of the snapshot, grown to the requested size.
+
+        A snapshot of another Tintri backend's array is copied from it
+        (:mod:`cinder_tintri.cross_array`).
+        """
+        peer = self._peers.peer_for(snapshot.volume.host)
+        snap_uuid = self._snapshot_uuid(snapshot, peer)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
         self._clone_to_new_volume(snap_uuid, snapshot.volume_name, share,
-                                  volume)
+                                  volume, peer=peer,
+                                  src_share=snapshot.volume.provider_location)
         LOG.info('Created volume %(vol)s from snapshot %(snap)s.',
                  {'vol': volume.id, 'snap': snapshot.id})
         return {'provider_location': share}
 
-    def _clone_to_new_volume(self, snap_uuid, source_name, share, volume):
+    def _clone_to_new_volume(self, snap_uuid, source_name, share, volume,
+                             peer=None, src_share=None):
         try:
-            path = self._clone_into_share(snap_uuid, source_name, share,
-                                          volume.name)
+            if peer is None:
+                path = self._clone_into_share(snap_uuid, source_name, share,
+                                              volume.name)
+            else:
+                path = self._cross_array.copy_snapshot(
+                    peer, snap_uuid, source_name, src_share, share,
+                    self._mount(share), volume.name)
         except tclient.TintriError as e:
             raise self._api_error(_('Cloning volume %s') % volume.id, e)
         try:

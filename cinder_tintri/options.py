@@ -235,8 +235,40 @@ inventory_opts = [
                       'time.'),
 ]
 
+# Volumes from snapshots of another Tintri backend (another VMstore).
+cross_array_opts = [
+    cfg.StrOpt('tintri_cross_array_mode',
+               default='auto',
+               choices=[
+                   ('auto', 'Ask the source array to copy the snapshot '
+                            'through a replication path to this array; '
+                            'without one (or when the array refuses), '
+                            'copy it on this host between the two '
+                            'mounted shares.'),
+                   ('replication', 'Only through a replication path; '
+                                   'fail without one.'),
+                   ('host_copy', 'Always copy on this host.'),
+                   ('disabled', 'Refuse volumes from snapshots of another '
+                                'array.')],
+               help='How a volume is created from a snapshot held by '
+                    'another Tintri backend\'s array (cinder places it '
+                    'there only with snapshot_same_host = False). The '
+                    'source backend\'s section must be in this service\'s '
+                    'configuration: its credentials are read from it.'),
+    cfg.FloatOpt('tintri_cross_array_timeout',
+                 default=3600.0,
+                 min=1.0,
+                 help='Seconds a cross-array copy may take: the wait for '
+                      'the array\'s remote-copy task (cancelled when it '
+                      'passes) or the host copy.'),
+    cfg.FloatOpt('tintri_task_poll_interval',
+                 default=2.0,
+                 min=0.05,
+                 help='Seconds between two polls of a VMstore task.'),
+]
+
 tintri_opts = (legacy_opts + connection_opts + image_cache_opts
-               + inventory_opts)
+               + inventory_opts + cross_array_opts)
 
 
 def list_opts():

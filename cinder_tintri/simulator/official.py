@@ -55,6 +55,13 @@ ENDPOINTS = (
     ('GET', '/v310/virtualDisk', (), 'VirtualDiskFilterSpec'),
     ('GET', '/v310/vm', (('9026', 500),), 'VirtualMachineFilterSpec'),
     ('GET', '/v310/vm/{vmId}', (), None),
+    ('POST', '/v310/vm',
+     (('3003', 500), ('3205', 400), ('3206', 500), ('3213', 500),
+      ('3214', 404)), None),
+    ('GET', '/v310/datastore/{uuid}/replicationPath',
+     (('2001', 501), ('0102', 404)), None),
+    ('GET', '/v310/task/{id}', (), 'TaskFilterSpec'),
+    ('DELETE', '/v310/task/{id}', (), None),
 )
 
 # Served although absent from the index: (method, template, errors, why).

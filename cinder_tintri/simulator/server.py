@@ -42,6 +42,7 @@ from urllib import parse
 
 from cinder_tintri.simulator import official
 from cinder_tintri.simulator import profiles
+from cinder_tintri.simulator import replication
 from cinder_tintri.simulator import state as sim_state
 from cinder_tintri.simulator import tls
 
@@ -187,6 +188,26 @@ def _h_host_refresh(st, ctx):
     return sim_state.Reply(200, st.host_refresh(ctx['json']))
 
 
+def _h_replication_paths(st, ctx):
+    return sim_state.Reply(200, st.replication.list_paths(
+        ctx['params']['id'], ctx['template']))
+
+
+def _h_vm_clone(st, ctx):
+    st.refresh_clone_refs()
+    return sim_state.Reply(200, st.replication.start_copy(ctx['json']))
+
+
+def _h_task_get(st, ctx):
+    return sim_state.Reply(200, st.replication.get_task(
+        ctx['params']['id']))
+
+
+def _h_task_delete(st, ctx):
+    st.replication.cancel_task(ctx['params']['id'])
+    return sim_state.Reply(204)
+
+
 ROUTES = [
     _route('/api/info', {'GET': _h_info}, auth=False),
     _route(API + '/session/login', {'POST': _h_login}, auth=False),
@@ -205,7 +226,11 @@ ROUTES = [
     _route(API + '/datastore/{id}/statsRealtime',
            {'GET': _h_stats_realtime}),
     _route(API + '/datastore/{id}/statsSummary', {'GET': _h_stats_summary}),
-    _route(API + '/vm', {'GET': _h_vms}),
+    _route(API + '/datastore/{id}/replicationPath',
+           {'GET': _h_replication_paths}),
+    _route(API + '/vm', {'GET': _h_vms, 'POST': _h_vm_clone}),
+    _route(API + '/task/{id}', {'GET': _h_task_get,
+                                'DELETE': _h_task_delete}),
     _route(API + '/vm/{uuid}', {'GET': _h_vm}),
     _route(API + '/virtualDisk', {'GET': _h_vdisks}),
     _route(API + '/snapshot', {'GET': _h_snapshots}),
@@ -638,6 +663,8 @@ class VMstoreSimulator(object):
                 self.session_idle_timeout, self.capacity_gib,
                 **self._options)
             self._state.host = self.host
+            self._state.replication = replication.Replication(
+                self._state, self._stopping)
             self.datastore = self._state.datastore
             context = None
             if self.tls:
@@ -682,6 +709,9 @@ class VMstoreSimulator(object):
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
             self._thread = None
+        if self._state is not None:
+            self._state.replication.join(
+                max(0.0, deadline - time.monotonic()))
         self._cleanup_root()
 
     def _cleanup_root(self):
@@ -897,6 +927,55 @@ class VMstoreSimulator(object):
         with st.lock:
             return st.seed_snapshots(n, file, vm_name, description_prefix,
                                      **fields)
+
+    # ------------------------------------------------------------------
+    # replication paths and remote copies (cross-array clone)
+
+    def add_replication_path(self, peer, destination_ip=None, path_id=None):
+        """A replication path from this array to the simulator ``peer``.
+
+        Remote copies through it land in ``peer``'s datastore.  The path's
+        ``destinationIp`` is ``peer.host`` unless given.  Returns its id.
+        """
+        st = self._need_state()
+        peer_state = peer._need_state()
+        with st.lock:
+            return st.replication.add_path(
+                peer_state, destination_ip or peer.host, path_id)
+
+    def remove_replication_path(self, path_id):
+        st = self._need_state()
+        with st.lock:
+            st.replication.remove_path(path_id)
+
+    def set_remote_copy(self, **behaviour):
+        """Injected remote-copy behaviour (delay, fail, ...).
+
+        See :mod:`cinder_tintri.simulator.replication`.
+        """
+        st = self._need_state()
+        with st.lock:
+            st.replication.configure(**behaviour)
+
+    def tasks(self):
+        """Every remote-copy task this array ran, as Task objects."""
+        st = self._need_state()
+        with st.lock:
+            return [st.replication.task_view(rec)
+                    for rec in st.replication.tasks.values()]
+
+    def wait_tasks(self, timeout=10.0):
+        """Wait until no remote-copy task runs; False on timeout."""
+        deadline = time.monotonic() + timeout
+        st = self._need_state()
+        while time.monotonic() < deadline:
+            with st.lock:
+                busy = [t for t in st.replication.tasks.values()
+                        if t['state'] not in replication.DONE]
+            if not busy:
+                return True
+            time.sleep(0.02)
+        return False
 
     # ------------------------------------------------------------------
     # the same control surface over HTTP (outside /api)

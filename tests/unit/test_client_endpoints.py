@@ -22,6 +22,7 @@ import importlib
 import inspect
 import os
 import re
+import time
 
 import fixtures
 import testtools
@@ -167,6 +168,12 @@ class SimulatorRunTest(testtools.TestCase):
         with open(os.path.join(self.sim.datastore, 'cinder', 'volume-1'),
                   'wb') as f:
             f.truncate(4096)
+        # A peer for the remote copy (cross-array clone).
+        self.peer = VMstoreSimulator(host='127.0.0.2',
+                                     password='pw-endpoints-peer')
+        self.peer.start()
+        self.addCleanup(self.peer.stop)
+        self.path_id = self.sim.add_replication_path(self.peer)
 
     def test_every_method_uses_only_table_rows(self):
         cl = client.TClient(self.sim.host, self.sim.username,
@@ -214,6 +221,15 @@ class SimulatorRunTest(testtools.TestCase):
                  state['uuid'], 'DELETE_ON_EXPIRATION')),
             ('clone_volume', lambda: cl.clone_volume(
                 state['uuid'], '/tintri/cinder/tmp-guard')),
+            ('get_appliance_ips', lambda: cl.get_appliance_ips()),
+            ('list_replication_paths',
+             lambda: cl.list_replication_paths()),
+            ('remote_copy', lambda: state.update(task=cl.remote_copy(
+                state['uuid'], self.path_id, 'cinder/rc-guard'))),
+            ('wait_task', lambda: cl.wait_task(
+                state['task'], time.monotonic() + 10, 0.05)),
+            ('get_task', lambda: cl.get_task(state['task'])),
+            ('cancel_task', lambda: cl.cancel_task(state['task'])),
             ('host_refresh', lambda: cl.host_refresh(
                 'compute-1', '/tintri/cinder/volume-1', volume_id='VOL-1')),
             ('find_virtual_disk',
