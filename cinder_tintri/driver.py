@@ -44,6 +44,7 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_tintri import client as tclient
+from cinder_tintri import encryption
 from cinder_tintri import images
 from cinder_tintri import inventory
 from cinder_tintri import manage
@@ -128,6 +129,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._helpers_outlive_clones = False
         # Temporary directories on the shares, owned by lock while in use.
         self._temps = temporaries.TemporaryDirs(self.host)
+        # LUKS containers of encrypted volumes (cinder_tintri.encryption).
+        self._luks = encryption.LuksVolumes(
+            lambda *a, **k: self._execute(*a, **k),
+            lambda: self._execute_as_root, self._resize_to,
+            lambda: self.configuration.safe_get('tintri_luks_iter_time'))
         self._thin_provisioning_support = True
         self._thick_provisioning_support = False
 
@@ -486,6 +492,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                      run_as_root=self._execute_as_root,
                                      file_format='raw')
 
+    def _check_luks(self, volume, path, error=None):
+        """An encrypted volume's file must be a LUKS container to grow."""
+        if encryption.is_encrypted(volume):
+            self._luks.check_container(volume, path,
+                                       error or self._backend_error)
+
     def _api_error(self, what, err):
         msg = _('%(what)s failed on the VMstore: %(err)s') % {
             'what': what, 'err': err}
@@ -497,7 +509,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     @coordination.synchronized('tintri-{volume.id}')
     def create_volume(self, volume):
+        self._luks.refuse_migration_target(volume)
         return remotefs.RemoteFSDriver.create_volume(self, volume)
+
+    def before_volume_copy(self, context, src_vol, dest_vol, remote=None):
+        # Cinder's generic copy cannot change the encryption on a share.
+        self._luks.refuse_encryption_change(context, src_vol, dest_vol)
 
     def _do_create_volume(self, volume):
         """Sparse raw file, whatever nfs_sparsed_volumes says.
@@ -517,12 +534,16 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                    % {'what': what, 'path': path, 'share': share})
             raise exception.VolumeBackendAPIException(data=msg)
         try:
-            if volume.encryption_key_id:
-                return super()._do_create_volume(volume)
-            self._create_sparsed_file(path, volume.size)
+            if encryption.is_encrypted(volume):
+                self._luks.create(volume, path)
+            else:
+                self._create_sparsed_file(path, volume.size)
             self._set_rw_permissions(path)
-        except (OSError, processutils.ProcessExecutionError) as e:
+        except Exception as e:
             self._remove_partial(path)
+            if not isinstance(e, (OSError,
+                                  processutils.ProcessExecutionError)):
+                raise
             if isinstance(e, OSError):
                 raise self._share_fault(what, share, e)
             msg = (_('%(what)s failed on share %(share)s: %(err)s')
@@ -752,6 +773,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.TintriError as e:
             raise self._api_error(_('Cloning volume %s') % volume.id, e)
         try:
+            self._check_luks(volume, path)
             self._resize_to(path, volume.size)
             self._set_rw_permissions(path)
         except Exception as e:
@@ -872,6 +894,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                           share, volume.name, replace=True)
         except tclient.TintriError as e:
             raise self._api_error(_('Reverting volume %s') % volume.id, e)
+        self._check_luks(volume, path)
         self._resize_to(path, volume.size)
         self._set_rw_permissions(path)
         LOG.info('Reverted volume %(vol)s to snapshot %(snap)s.',
@@ -901,6 +924,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.ExtendVolumeError(reason=msg)
         path, _st = self._volume_file(
             volume, error=lambda m: exception.ExtendVolumeError(reason=m))
+        self._check_luks(volume, path,
+                         lambda m: exception.ExtendVolumeError(reason=m))
         try:
             self._resize_to(path, new_size)
         except exception.VolumeBackendAPIException as e:
