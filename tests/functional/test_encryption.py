@@ -266,11 +266,14 @@ class EncryptionTest(harness.ApiTestCase):
     def test_image_larger_than_payload_is_refused(self):
         # A qcow2 image of exactly 1 GiB does not fit into the payload of
         # a 1 GiB encrypted volume (the LUKS header takes ~2 MiB of it).
+        log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
         path = os.path.join(self.env.tmp, 'big.qcow2')
         test_images.qemu_img('create', '-f', 'qcow2', path, '1G')
         meta = self.glance.add(path, 'qcow2', min_disk=0, min_ram=0)
         vol = self._failed_volume(size=1, imageRef=meta['id'],
                                   volume_type=self.luks_type['id'])
+        self.assertRegex(log.output, r'ImageTooBig: Image %s size exceeded '
+                         r'.*create it at least 1 GiB larger' % meta['id'])
         self.api.delete_volume(vol['id'])
         self._wait_gone(self.api.get_volume, vol['id'])
         self.assertEqual([], self._share_files())
