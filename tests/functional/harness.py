@@ -47,12 +47,12 @@ DEADLINE = 60.0
 class Env(object):
     """Simulator + share, prepared before the cinder services start."""
 
-    def __init__(self, test, use_xfs=True, sim_kwargs=None):
+    def __init__(self, test, use_xfs=True, sim_kwargs=None, xfs_mb=4096):
         self.tmp = tempfile.mkdtemp(prefix='tintri-func-')
         test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         root = self.tmp
         if use_xfs:
-            root = test.useFixture(tfixtures.XfsFixture(size_mb=4096)).path
+            root = test.useFixture(tfixtures.XfsFixture(size_mb=xfs_mb)).path
         kwargs = dict({'password': 'Sim-%s' % uuid.uuid4().hex[:12]},
                       **(sim_kwargs or {}))
         self.sim = VMstoreSimulator(root=os.path.join(root, 'array'),
@@ -75,6 +75,8 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
 
     _osapi_version = '3.40'   # revert needs 3.40
     USE_XFS = True
+    # Size of the loopback XFS (a sparse image file).
+    XFS_MB = 4096
     # The strict VMstore >= 6 array by default (issue 17: the lifecycle
     # runs on every profile and delete behaviour, the rest on vmstore6).
     SIM_KWARGS = {'profile': 'vmstore6'}
@@ -90,7 +92,7 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
         # _get_flags runs in setUp after the base TestCase set-up, so
         # fixtures work here.
         self.env = Env(self, use_xfs=self.USE_XFS,
-                       sim_kwargs=self.SIM_KWARGS)
+                       sim_kwargs=self.SIM_KWARGS, xfs_mb=self.XFS_MB)
         group = configuration.SHARED_CONF_GROUP
         sim = self.env.sim
         for key, value in {
