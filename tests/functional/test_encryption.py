@@ -28,6 +28,7 @@ import os
 import subprocess
 import tempfile
 
+from cinder.tests.functional.api import client
 import fixtures
 from oslo_utils import units
 
@@ -355,3 +356,21 @@ class EncryptionTest(harness.ApiTestCase):
         self.assertEqual(sorted(['volume-%s' % enc['id'],
                                  'volume-%s' % plain['id']]),
                          self._share_files())
+
+    def test_encrypted_volume_from_plain_sources_is_refused(self):
+        # Cinder's API refuses these before the driver sees them (the
+        # driver would refuse the clone as no LUKS container: unit tests).
+        plain = self._volume(size=1, volume_type=self.plain_type['id'])
+        with open(self._path(plain), 'r+b') as f:
+            f.write(b'P' * MiB)
+        snap = self._snapshot(plain)
+        for source in ({'snapshot_id': snap['id']},
+                       {'source_volid': plain['id']}):
+            self.assertRaises(client.OpenStackApiException400,
+                              self.api.post_volume,
+                              {'volume': dict(
+                                  size=1, volume_type=self.luks_type['id'],
+                                  **source)})
+        self.assertEqual(1, len(self.api.get_volumes()))
+        self.assertEqual(['volume-%s' % plain['id']], self._share_files())
+        self.assertEqual(b'P' * MiB, self._read(plain, MiB))

@@ -172,3 +172,13 @@ class EncryptedVolumeTest(driver_base.DriverTestCase):
                           encryption.LuksVolumes.check_container, vol, path,
                           lambda m: exception.VolumeBackendAPIException(
                               data=m))
+
+    def test_clone_of_a_plain_volume_is_refused_and_removed(self):
+        plain = self.new_volume(size=1, volume_type_id=self.plain['id'])
+        snap = self.create_snapshot(plain)
+        new = self._encrypted(size=2, create=False)
+        e = self.assertRaises(exception.VolumeBackendAPIException,
+                              self.drv.create_volume_from_snapshot, new, snap)
+        self.assertIn('not a LUKS container', str(e))
+        self.assertEqual([plain.name], [n for n in self.share_entries()
+                                        if not n.startswith('.')])
