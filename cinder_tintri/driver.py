@@ -49,6 +49,7 @@ from cinder_tintri import groups
 from cinder_tintri import images
 from cinder_tintri import inventory
 from cinder_tintri import manage
+from cinder_tintri import migration
 from cinder_tintri import options
 from cinder_tintri import pool_stats
 from cinder_tintri import share_files
@@ -123,6 +124,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         # of snapshots with clones; made in do_setup.
         self._inventory = None
         self._deletion = None
+        # Moves between shares of the array (migration.VolumeMigration).
+        self._migration = None
         # Other drivers' objects (cinder_tintri.takeover); do_setup.
         self._takeover = None
         # Volume id -> (snapshot uuid, identity of the file when it was
@@ -240,6 +243,15 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             region=conf.tintri_openstack_region,
             timeout=conf.tintri_inventory_timeout)
         self._deletion = snapshot_deletion.SnapshotDeletion(self._client)
+        self._migration = migration.VolumeMigration(
+            self._client, conf.tintri_server_hostname, migration.Ops(
+                mount=self._mount, volume_file=self._volume_file,
+                check_writable=self._check_writable,
+                snapshot=self._snapshot_for_move,
+                clone_into_share=self._clone_into_share,
+                finish=self._finish_file, delete_file=self._delete,
+                forget=self._forget_file))
+        self._migration.identify()
         self._takeover = takeover.Takeover(self._client)
         super().do_setup(context)
         self._image_cache_start()
@@ -992,7 +1004,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             source_group, source_vols)
 
     # ------------------------------------------------------------------
-    # Extend, retype, pools, stats
+    # Extend
     # ------------------------------------------------------------------
 
     @coordination.synchronized('tintri-{volume.id}')
@@ -1019,9 +1031,42 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         LOG.info('Extended volume %(vol)s to %(size)s GiB.',
                  {'vol': volume.id, 'size': new_size})
 
+    # ------------------------------------------------------------------
+    # Migration (cinder_tintri.migration)
+    # ------------------------------------------------------------------
+
+    @coordination.synchronized('tintri-{volume.id}')
     def retype(self, context, volume, new_type, diff, host):
-        """Nothing on the array depends on the volume type."""
-        return True, None
+        """Nothing on the array depends on the type; a new pool moves it."""
+        return self._migration.retype(volume, new_type, diff, host)
+
+    @coordination.synchronized('tintri-{volume.id}')
+    def migrate_volume(self, context, volume, host):
+        """An array clone into a share of the same VMstore, or False."""
+        return self._migration.migrate(volume, host)
+
+    def update_migrated_volume(self, ctxt, volume, new_volume,
+                               original_volume_status):
+        return self._migration.update_migrated(volume, new_volume,
+                                               original_volume_status)
+
+    def _snapshot_for_move(self, share, file_name, key_id, description,
+                           policy):
+        return self._snapshot_file(share, file_name, key_id, description,
+                                   deletion_policy=policy)
+
+    def _finish_file(self, path, size_gb):
+        self._resize_to(path, size_gb)
+        self._set_rw_permissions(path)
+
+    def _forget_file(self, volume_id):
+        """The volume's file was replaced by another (moved)."""
+        self._clone_sources.pop(volume_id, None)
+        self._inventory.forget(volume_id)
+
+    # ------------------------------------------------------------------
+    # Pools, stats
+    # ------------------------------------------------------------------
 
     def get_pool(self, volume):
         return volume.provider_location
@@ -1067,12 +1112,16 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                         self.max_over_subscription_ratio),
                     'thin_provisioning_support': True,
                     'thick_provisioning_support': False,
-                    'multiattach': False,
+                    'multiattach': True,
                     'QoS_support': False,
                     'online_extend_support': False,
                     'sparse_copy_volume': True,
                     **groups.CAPABILITIES,
                 })
+        self._migration.identify()
+        for pool in pools:
+            pool['location_info'] = self._migration.location_info(
+                pool['pool_name'])
         self._stats = {
             'volume_backend_name': backend_name,
             'vendor_name': self.VENDOR,

@@ -45,9 +45,16 @@ DEADLINE = 60.0
 
 
 class Env(object):
-    """Simulator + share, prepared before the cinder services start."""
+    """Simulator + shares, prepared before the cinder services start.
 
-    def __init__(self, test, use_xfs=True, sim_kwargs=None, xfs_mb=4096):
+    ``submounts`` are the directories of the simulator's one datastore
+    made shares (``127.0.0.1:/tintri/<sub>``, each bind-mounted at its
+    os-brick mount point); the first is ``share``/``share_dir``, every one
+    is in ``shares``/``share_dirs`` and in the shares file.
+    """
+
+    def __init__(self, test, use_xfs=True, sim_kwargs=None, xfs_mb=4096,
+                 submounts=('cinder',)):
         self.tmp = tempfile.mkdtemp(prefix='tintri-func-')
         test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         root = self.tmp
@@ -59,15 +66,19 @@ class Env(object):
                                     **kwargs)
         self.sim.start()
         test.addCleanup(self.sim.stop)
-        self.share_dir = os.path.join(self.sim.datastore, 'cinder')
-        os.makedirs(self.share_dir, exist_ok=True)
         self.mount_base = os.path.join(self.tmp, 'mnt')
         os.makedirs(self.mount_base)
-        test.useFixture(tfixtures.ShareFixture(SHARE, self.share_dir,
-                                               self.mount_base))
+        self.shares = ['127.0.0.1:/tintri/%s' % sub for sub in submounts]
+        self.share_dirs = [os.path.join(self.sim.datastore, sub)
+                           for sub in submounts]
+        for share, share_dir in zip(self.shares, self.share_dirs):
+            os.makedirs(share_dir, exist_ok=True)
+            test.useFixture(tfixtures.ShareFixture(share, share_dir,
+                                                   self.mount_base))
+        self.share, self.share_dir = self.shares[0], self.share_dirs[0]
         self.shares_file = os.path.join(self.tmp, 'shares')
         with open(self.shares_file, 'w') as f:
-            f.write(SHARE + '\n')
+            f.write('\n'.join(self.shares) + '\n')
 
 
 @tfixtures.skip_unless_root
@@ -80,6 +91,8 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
     # The strict VMstore >= 6 array by default (issue 17: the lifecycle
     # runs on every profile and delete behaviour, the rest on vmstore6).
     SIM_KWARGS = {'profile': 'vmstore6'}
+    # Submounts of the datastore made shares (pools); SHARE is the first.
+    SUBMOUNTS = ('cinder',)
 
     def setUp(self):
         self.env = None
@@ -92,7 +105,8 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
         # _get_flags runs in setUp after the base TestCase set-up, so
         # fixtures work here.
         self.env = Env(self, use_xfs=self.USE_XFS,
-                       sim_kwargs=self.SIM_KWARGS, xfs_mb=self.XFS_MB)
+                       sim_kwargs=self.SIM_KWARGS, xfs_mb=self.XFS_MB,
+                       submounts=self.SUBMOUNTS)
         group = configuration.SHARED_CONF_GROUP
         sim = self.env.sim
         for key, value in {
