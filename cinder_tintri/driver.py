@@ -45,6 +45,7 @@ from oslo_utils import units
 
 from cinder_tintri import client as tclient
 from cinder_tintri import cross_array
+from cinder_tintri import encryption
 from cinder_tintri import groups
 from cinder_tintri import images
 from cinder_tintri import inventory
@@ -140,6 +141,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._helpers_outlive_clones = False
         # Temporary directories on the shares, owned by lock while in use.
         self._temps = temporaries.TemporaryDirs(self.host)
+        # LUKS containers of encrypted volumes (cinder_tintri.encryption).
+        self._luks = encryption.LuksVolumes(
+            lambda *a, **k: self._execute(*a, **k),
+            lambda: self._execute_as_root, self._resize_to,
+            lambda: self.configuration.safe_get('tintri_luks_iter_time'))
         # Generic volume groups, made of this driver's own snapshots and
         # clones (the driver is its MemberOperations).
         self._groups = groups.Groups(self)
@@ -519,6 +525,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                      run_as_root=self._execute_as_root,
                                      file_format='raw')
 
+    def _check_luks(self, volume, path, error=None):
+        """An encrypted volume's file must be a LUKS container to grow."""
+        if encryption.is_encrypted(volume):
+            self._luks.check_container(volume, path,
+                                       error or self._backend_error)
+
     # File work on the share: in this process, without following links,
     # when it may (no subprocess: 5 to 25 ms each, measured); cinder's
     # root helper (truncate, chmod, rm) only where it is denied.
@@ -555,7 +567,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     @coordination.synchronized('tintri-{volume.id}')
     def create_volume(self, volume):
+        self._luks.refuse_migration_target(volume)
         return remotefs.RemoteFSDriver.create_volume(self, volume)
+
+    def before_volume_copy(self, context, src_vol, dest_vol, remote=None):
+        # Cinder's generic copy cannot change the encryption on a share.
+        self._luks.refuse_encryption_change(context, src_vol, dest_vol)
 
     def _do_create_volume(self, volume):
         """Sparse raw file, whatever nfs_sparsed_volumes says.
@@ -574,10 +591,12 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                      'refusing to reuse it.')
                    % {'what': what, 'path': path, 'share': share})
             raise exception.VolumeBackendAPIException(data=msg)
+        encrypted = encryption.is_encrypted(volume)
         try:
-            if volume.encryption_key_id:
-                return super()._do_create_volume(volume)
-            self._create_sparsed_file(path, volume.size)
+            if encrypted:
+                self._luks.create(volume, path)
+            else:
+                self._create_sparsed_file(path, volume.size)
             self._set_rw_permissions(path)
         except (OSError, processutils.ProcessExecutionError) as e:
             self._remove_partial(path)
@@ -587,6 +606,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                    % {'what': what, 'share': share,
                       'err': (e.stderr or '').strip() or e})
             raise exception.VolumeBackendAPIException(data=msg)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if encrypted:
+                    # qemu-img made the file; growing or chmod failed.
+                    self._remove_partial(path)
         volume.admin_metadata['format'] = 'raw'
         with volume.obj_as_admin():
             volume.save()
@@ -845,6 +869,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.TintriError as e:
             raise self._api_error(_('Cloning volume %s') % volume.id, e)
         try:
+            self._check_luks(volume, path)
             self._resize_to(path, volume.size)
             self._set_rw_permissions(path)
         except Exception as e:
@@ -965,6 +990,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                           share, volume.name, replace=True)
         except tclient.TintriError as e:
             raise self._api_error(_('Reverting volume %s') % volume.id, e)
+        self._check_luks(volume, path)
         self._resize_to(path, volume.size)
         self._set_rw_permissions(path)
         LOG.info('Reverted volume %(vol)s to snapshot %(snap)s.',
@@ -1024,6 +1050,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.ExtendVolumeError(reason=msg)
         path, _st = self._volume_file(
             volume, error=lambda m: exception.ExtendVolumeError(reason=m))
+        self._check_luks(volume, path,
+                         lambda m: exception.ExtendVolumeError(reason=m))
         try:
             self._resize_to(path, new_size)
         except exception.VolumeBackendAPIException as e:

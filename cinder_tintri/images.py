@@ -188,7 +188,14 @@ class TintriImageMixin(object):
         downloaded into a temporary ``image-<id>`` file, snapshotted as the
         cache entry and renamed into place as the volume.
         """
-        if volume.encryption_key_id or not self._image_id_ok(image_id):
+        if volume.encryption_key_id:
+            # An image of an encrypted volume: its LUKS bytes, copied.
+            path, _st = self._volume_file(volume)
+            return self._luks.copy_encrypted_image(
+                context, volume, path, image_service, image_id,
+                self.configuration.volume_dd_blocksize,
+                disable_sparse=disable_sparse)
+        if not self._image_id_ok(image_id):
             return super().copy_image_to_volume(
                 context, volume, image_service, image_id,
                 disable_sparse=disable_sparse)
@@ -223,6 +230,19 @@ class TintriImageMixin(object):
             raise
         except (OSError, processutils.ProcessExecutionError) as e:
             raise self._image_write_fault(image_id, volume, share, e)
+
+    def copy_image_to_encrypted_volume(self, context, volume, image_service,
+                                       image_id, disable_sparse=False):
+        """Write a plain image through the volume's LUKS container.
+
+        Never cached on the array, never cloned (Cinder does not ask
+        ``clone_image`` for encrypted volumes; it declines anyway).
+        """
+        path, _st = self._volume_file(volume)
+        self._luks.copy_plain_image(
+            context, volume, path, image_service, image_id,
+            self.configuration.volume_dd_blocksize,
+            disable_sparse=disable_sparse)
 
     def copy_volume_to_image(self, context, volume, image_service,
                              image_meta):

@@ -267,8 +267,23 @@ cross_array_opts = [
                  help='Seconds between two polls of a VMstore task.'),
 ]
 
+# Encrypted (LUKS) volumes.
+encryption_opts = [
+    cfg.IntOpt('tintri_luks_iter_time',
+               default=2000,
+               min=1,
+               help='Milliseconds of key derivation (PBKDF2) that '
+                    'qemu-img spends on the key slot of a new encrypted '
+                    'volume\'s LUKS header (qemu\'s iter-time; 2000 is its '
+                    'default). Every open of the volume (Nova attaching '
+                    'it, the driver writing an image into it) spends about '
+                    'as long. The passphrase is a random key from Cinder\'s '
+                    'key manager, not a word a person chose, so a lower '
+                    'value does not make it easier to guess.'),
+]
+
 tintri_opts = (legacy_opts + connection_opts + image_cache_opts
-               + inventory_opts + cross_array_opts)
+               + inventory_opts + cross_array_opts + encryption_opts)
 
 
 def list_opts():

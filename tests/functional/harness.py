@@ -121,8 +121,15 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
                 'tintri_server_username': sim.username,
                 'tintri_server_password': sim.password,
                 'tintri_openstack_hostname': 'keystone.test',
+                # LUKS headers that open in milliseconds, not seconds.
+                'tintri_luks_iter_time': 10,
                 'driver_ssl_cert_path': sim.ca_path}.items():
             f[key] = {'v': value, 'g': group}
+        # cinder's Service keeps the id of its service record in a class
+        # attribute, so with several services in one process only the last
+        # one started (the scheduler) heartbeats its own record: the volume
+        # service looks down to the scheduler a minute after it started.
+        f['service_down_time'] = {'v': 3600}
         # Fail fast rather than wait a minute if no pool gets reported.
         f['scheduler_driver_init_wait_time'] = {'v': 10}
         f['resource_query_filters_file'] = {

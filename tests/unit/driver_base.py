@@ -98,6 +98,7 @@ class DriverTestCase(test.TestCase):
             'tintri_api_retries': 2,
             'tintri_api_retry_deadline': 10.0,
             'volume_backend_name': 'tintri',
+            'tintri_luks_iter_time': 10,
         }
 
     def make_driver(self, flags, setup=True):
