@@ -57,7 +57,6 @@ from cinder.volume import configuration
 from cinder.volume import driver as base_driver
 from cinder.volume.drivers import nfs
 from cinder.volume.drivers import remotefs
-from cinder.volume import manager as volume_manager
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import netutils
@@ -168,6 +167,10 @@ class Peers(object):
             conf.append_config_values(options.tintri_opts)
             conf.append_config_values(nfs.nfs_opts)
             conf.append_config_values(remotefs.nas_opts)
+            # Imported here: the volume manager module needs cinder's
+            # objects registered, which a library user of the driver
+            # (cinderlib, tests) may do after importing the driver.
+            from cinder.volume import manager as volume_manager
             conf.append_config_values(volume_manager.volume_backend_opts)
             driver_path = conf.safe_get('volume_driver') or ''
             if driver_path != DRIVER_PATH:
