@@ -55,6 +55,9 @@ ENDPOINTS = (
     ('GET', '/v310/virtualDisk', (), 'VirtualDiskFilterSpec'),
     ('GET', '/v310/vm', (('9026', 500),), 'VirtualMachineFilterSpec'),
     ('GET', '/v310/vm/{vmId}', (), None),
+    ('PUT', '/v310/vm/{vmId}/qosConfig',
+     (('3109', 400), ('3110', 400), ('3112', 400), ('3113', 400),
+      ('8001', 404)), None),
 )
 
 # Served although absent from the index: (method, template, errors, why).
@@ -191,6 +194,13 @@ VIRTUAL_DISK = frozenset((
     'localAlias', 'vmName', 'datastoreUuid', 'displayName', 'instanceUuid',
     'isDiskDrive', 'isPinned', 'isSynthetic', 'name', 'path', 'sharedMode',
     'stat', 'syncVmConfig', 'uuid', 'vmUuid',
+))
+
+# com.tintri.api.rest.v310.dto.domain.beans.vm.VirtualMachineQoSConfig
+VIRTUAL_MACHINE_QOS_CONFIG = frozenset((
+    'typeId', 'effectiveMaxNormalizedIops', 'effectiveMinNormalizedIops',
+    'inheritanceEnabled', 'lastUpdatedTime', 'maxNormalizedIops',
+    'minNormalizedIops',
 ))
 
 # com.tintri.api.rest.v310.dto.domain.beans.TintriError
