@@ -49,6 +49,7 @@ from cinder_tintri import inventory
 from cinder_tintri import manage
 from cinder_tintri import options
 from cinder_tintri import pool_stats
+from cinder_tintri import qos
 from cinder_tintri import share_files
 from cinder_tintri import snapshot_deletion
 from cinder_tintri import temporaries
@@ -72,6 +73,8 @@ DELETE_ON_ZERO_CLONES = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 SUPPORTED_API_FAMILY = 'v310'
 # Seconds one stats update may spend retrying pending snapshot deletions.
 PENDING_RETRY_BUDGET = 10.0
+# Seconds one stats update may spend applying pending QoS settings.
+QOS_RETRY_BUDGET = 10.0
 
 
 @interface.volumedriver
@@ -120,6 +123,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         # of snapshots with clones; made in do_setup.
         self._inventory = None
         self._deletion = None
+        # Per-volume QoS (cinder_tintri.qos); disabled until do_setup.
+        self._qos = qos.VolumeQos(None, None, self._qos_file_path,
+                                  self._get_mount_point_for_share)
         # Volume id -> (snapshot uuid, identity of the file when it was
         # taken): the newest snapshot of a detached volume, or a helper
         # that outlives its clone, from which an unchanged volume is
@@ -227,6 +233,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             region=conf.tintri_openstack_region,
             timeout=conf.tintri_inventory_timeout)
         self._deletion = snapshot_deletion.SnapshotDeletion(self._client)
+        self._qos = qos.VolumeQos(
+            self._client, self._inventory, self._qos_file_path,
+            self._get_mount_point_for_share,
+            enabled=conf.tintri_qos_enabled,
+            wait=conf.tintri_qos_inventory_wait)
         super().do_setup(context)
         self._image_cache_start()
 
@@ -497,7 +508,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     @coordination.synchronized('tintri-{volume.id}')
     def create_volume(self, volume):
-        return remotefs.RemoteFSDriver.create_volume(self, volume)
+        self._qos.check_type(volume.volume_type_id, volume.size)
+        update = remotefs.RemoteFSDriver.create_volume(self, volume)
+        self._qos.apply(volume, qos.CREATE)
+        return update
 
     def _do_create_volume(self, volume):
         """Sparse raw file, whatever nfs_sparsed_volumes says.
@@ -555,6 +569,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         if self._manage_undo(volume):
             return
+        self._qos.forget(volume)
         if not volume.provider_location:
             # A create that failed.  Array work whose response timed out
             # may have landed after the failure: a clone in a temporary
@@ -736,6 +751,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     def create_volume_from_snapshot(self, volume, snapshot):
         """An array clone of the snapshot, grown to the requested size."""
         snap_uuid = self._snapshot_uuid(snapshot)
+        self._qos.check_type(volume.volume_type_id, volume.size)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
@@ -743,6 +759,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                   volume)
         LOG.info('Created volume %(vol)s from snapshot %(snap)s.',
                  {'vol': volume.id, 'snap': snapshot.id})
+        self._qos_after_clone(volume, share, snapshot.volume)
         return {'provider_location': share}
 
     def _clone_to_new_volume(self, snap_uuid, source_name, share, volume):
@@ -778,6 +795,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         src_share = self._share_of(src_vref)
         src_path, _st = self._volume_file(src_vref)   # or refuse
+        self._qos.check_type(volume.volume_type_id, volume.size)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
@@ -806,6 +824,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                  {'src': src_vref.id, 'vol': volume.id,
                   'how': ' (reusing helper snapshot %s)' % snap_uuid
                   if reused else ''})
+        self._qos_after_clone(volume, share, src_vref)
         return {'provider_location': share}
 
     @staticmethod
@@ -901,16 +920,73 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.ExtendVolumeError(reason=msg)
         path, _st = self._volume_file(
             volume, error=lambda m: exception.ExtendVolumeError(reason=m))
+        self._qos.check_type(volume.volume_type_id, new_size)
         try:
             self._resize_to(path, new_size)
         except exception.VolumeBackendAPIException as e:
             raise exception.ExtendVolumeError(reason=e.msg)
         LOG.info('Extended volume %(vol)s to %(size)s GiB.',
                  {'vol': volume.id, 'size': new_size})
+        self._qos.apply(volume, qos.EXTEND, size_gb=new_size,
+                        per_gib_only=True)
 
+    @coordination.synchronized('tintri-{volume.id}')
     def retype(self, context, volume, new_type, diff, host):
-        """Nothing on the array depends on the volume type."""
+        """Only the QoS of the new type is set on the array (if enabled).
+
+        Bad QoS specs of the new type fail the retype, nothing changed.
+        """
+        type_id = (new_type or {}).get('id')
+        self._qos.check_type(type_id, volume.size)
+        self._qos.apply(volume, qos.RETYPE, type_id=type_id,
+                        clear_unset=True)
         return True, None
+
+    # ------------------------------------------------------------------
+    # QoS (cinder_tintri.qos does the work)
+    # ------------------------------------------------------------------
+
+    def _qos_file_path(self, volume):
+        return tclient.export_relative('%s/%s' % (
+            self._export_path(volume.provider_location), volume.name))
+
+    def _qos_after_clone(self, volume, share, source):
+        """A clone gets its type's QoS, or loses what its source had."""
+        volume.provider_location = share
+        self._qos.apply(volume, qos.CREATE,
+                        clear_unset=self._qos.has_qos(source))
+
+    def clone_image(self, context, volume, image_location, image_meta,
+                    image_service):
+        self._qos.check_type(volume.volume_type_id, volume.size)
+        update, cloned = super().clone_image(
+            context, volume, image_location, image_meta, image_service)
+        if cloned and update:
+            volume.provider_location = update.get('provider_location')
+            self._qos.apply(volume, qos.CREATE, clear_unset=True)
+        return update, cloned
+
+    def manage_existing(self, volume, existing_ref):
+        """Adopt the file (cinder_tintri.manage), then set its QoS."""
+        self._qos.check_type(volume.volume_type_id,
+                             self.manage_existing_get_size(volume,
+                                                           existing_ref)
+                             if self._qos.enabled else 0)
+        update = super().manage_existing(volume, existing_ref)
+        if self._qos.enabled:
+            volume.provider_location = (update or {}).get(
+                'provider_location', volume.provider_location)
+            path = os.path.join(
+                self._get_mount_point_for_share(volume.provider_location),
+                volume.name)
+            self._qos.apply(volume, qos.MANAGE, clear_unset=True,
+                            size_gb=manage._gib(os.stat(path).st_size))
+        return update
+
+    def unmanage(self, volume):
+        """The VM's QoS goes back to the array default; the file stays."""
+        self._qos.clear(volume)
+        super().unmanage(volume)
 
     def get_pool(self, volume):
         return volume.provider_location
@@ -944,6 +1020,14 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except Exception:
             LOG.warning('Retrying pending snapshot deletions failed.',
                         exc_info=True)
+        try:
+            self._qos.retry_pending(
+                [self._get_mount_point_for_share(share)
+                 for share in self._mounted_shares],
+                deadline=time.monotonic() + QOS_RETRY_BUDGET)
+        except Exception:
+            LOG.warning('Applying pending QoS settings failed.',
+                        exc_info=True)
         backend_name = (conf.safe_get('volume_backend_name')
                         or self.volume_backend_name)
         pools = pool_stats.PoolStats(
@@ -957,7 +1041,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                     'thin_provisioning_support': True,
                     'thick_provisioning_support': False,
                     'multiattach': False,
-                    'QoS_support': False,
+                    'QoS_support': self._qos.enabled,
                     'online_extend_support': False,
                     'sparse_copy_volume': True,
                 })
