@@ -2233,12 +2233,10 @@ class TClient(object):
         return self._call('POST', 'cinder/host/refresh', body=spec,
                           idempotent=True, expect='any')
 
-
     # ------------------------------------------------------------ QoS (VM)
     # PUT /v310/vm/{vmId}/qosConfig with a Request<VirtualMachineQoSConfig>
     # (official index; errors 3109/3110/3112/3113 (400) and 8001 (404)).
     # 0 means "the system default": no explicit floor or ceiling.
-
     def set_vm_qos(self, vm_uuid, min_iops, max_iops):
         """Set a VM's minimum and maximum normalized IOPS (0: default).
 
@@ -2310,6 +2308,7 @@ def _qos_error_class(error):
     if code.endswith(('3109', '3112', '3113')):
         return QosRefused
     return None
+
 
 class _Found(object):
     """Result of a reconciliation, distinct from any JSON value."""
