@@ -895,6 +895,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._set_rw_permissions(path)
         LOG.info('Reverted volume %(vol)s to snapshot %(snap)s.',
                  {'vol': volume.id, 'snap': snapshot.id})
+        # The swapped-in file may be a new VM to the array.
+        self._qos.apply(volume, qos.REVERT)
 
     def snapshot_revert_use_temp_snapshot(self):
         # The swap is atomic: the volume file is either the old or the

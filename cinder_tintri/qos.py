@@ -93,6 +93,7 @@ CREATE = 'create'
 EXTEND = 'extend'
 RETYPE = 'retype'
 MANAGE = 'manage'
+REVERT = 'revert'
 UNMANAGE = 'unmanage'
 _ACTIONS = {
     EXTEND: message_field.Action.EXTEND_VOLUME,
@@ -281,23 +282,30 @@ class VolumeQos(object):
         clone, a managed file or a retype may carry settings).
         ``per_gib_only``: only a per-GiB spec is applied (extend).
         Returns the Limits set, None when nothing was sent, or False when
-        the settings are pending.  Raises InvalidQoSSpecs for a bad spec
-        (before anything is sent).
+        the settings are pending or cannot be made.  Never raises: the
+        operation is done by now (callers that must refuse a bad spec call
+        :meth:`check_type` first); a bad spec is logged and told.
         """
         if not self.enabled:
             return None
         type_id = volume.volume_type_id if type_id is None else type_id
         size_gb = volume.size if size_gb is None else size_gb
-        spec = spec_of_type(type_id)
+        try:
+            spec = spec_of_type(type_id)
+            if spec is not None and not (per_gib_only and not spec.per_gib):
+                limits = spec.limits(size_gb)
+        except exception.InvalidQoSSpecs as e:
+            LOG.error('QoS of volume %(id)s not set: %(err)s',
+                      {'id': volume.id, 'err': e})
+            self._tell(volume, operation, e)
+            return False
         if spec is None:
             if not clear_unset:
                 self._forget(volume)
                 return None
             limits = NO_LIMITS
-        else:
-            if per_gib_only and not spec.per_gib:
-                return None
-            limits = spec.limits(size_gb)
+        elif per_gib_only and not spec.per_gib:
+            return None
         return self._set(volume, limits, operation, clear_unset=clear_unset)
 
     def clear(self, volume):
@@ -330,11 +338,15 @@ class VolumeQos(object):
     def _set(self, volume, limits, operation, wait=None, tell=True,
              clear_unset=False):
         try:
+            cached = self.inventory.cached(volume.id) is not None
             vm = self._vm(volume, wait)
             try:
                 self.client.set_vm_qos(vm.vm_uuid, *limits)
-            except tclient.VmNotFound:
-                # A cached VM that went away (the file was replaced).
+            except (tclient.VmNotFound, tclient.VmNotLive):
+                if not cached:
+                    raise
+                # A cached VM may be stale (a revert replaces the file):
+                # look the file up again, once.
                 self.inventory.forget(volume.id)
                 vm = self._vm(volume, wait)
                 self.client.set_vm_qos(vm.vm_uuid, *limits)

@@ -30,8 +30,8 @@ from tests.functional import harness
 DEADLINE = harness.DEADLINE
 
 
-@tfixtures.skip_unless_root
-class QosApiTest(harness.ApiTestCase):
+class QosLifecycle(object):
+    """Helpers and the lifecycle test, for every simulator profile."""
 
     USE_XFS = False
 
@@ -122,6 +122,14 @@ class QosApiTest(harness.ApiTestCase):
         from_snap = self._volume(size=2, snapshot_id=snap['id'])
         self.assertEqual((20, 100), self._qos(from_snap['id']))
 
+        # revert swaps the file in: its QoS is set again
+        sent = len(self._puts(small['id']))
+        self._action(small['id'], {'revert': {'snapshot_id': snap['id']}})
+        self._wait(self.api.get_volume, small['id'], ('reverting',),
+                   'available')
+        self.assertEqual((10, 50), self._qos(small['id']))
+        self.assertEqual(sent + 1, len(self._puts(small['id'])))
+
         # extend: per-GiB specs follow the size; fixed ones are not resent
         self._action(from_snap['id'], {'os-extend': {'new_size': 3}})
         self._wait(self.api.get_volume, from_snap['id'], ('extending',),
@@ -170,6 +178,11 @@ class QosApiTest(harness.ApiTestCase):
                 return vol
             time.sleep(0.2)
         self.fail('volume %s not retyped' % vol_id)
+
+
+@tfixtures.skip_unless_root
+class QosApiTest(QosLifecycle, harness.ApiTestCase):
+    """VMstore >= 6 (the harness's default vmstore6 profile)."""
 
     def test_bad_spec_fails_the_create_leaving_nothing(self):
         bad = self._type({'minIOPS': '600', 'maxIOPS': '500'})
@@ -230,3 +243,10 @@ class QosApiTest(harness.ApiTestCase):
 
         self._delete(vol, late)
         self.assertEqual([], os.listdir(self.env.share_dir))
+
+
+@tfixtures.skip_unless_root
+class QosApiVmstore4Test(QosLifecycle, harness.ApiTestCase):
+    """The same lifecycle on the lenient VMstore 4.x profile."""
+
+    SIM_KWARGS = {'profile': 'vmstore4'}
