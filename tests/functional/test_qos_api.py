@@ -144,11 +144,11 @@ class QosLifecycle(object):
         # retype to other specs, then to a type without QoS
         self._action(vol['id'], {'os-retype': {
             'new_type': per_gib['name'], 'migration_policy': 'never'}})
-        self._wait_type(vol['id'], per_gib['id'])
+        self._wait_type(vol['id'], per_gib['name'])
         self.assertEqual((10, 50), self._qos(vol['id']))
         self._action(vol['id'], {'os-retype': {
             'new_type': plain['name'], 'migration_policy': 'never'}})
-        self._wait_type(vol['id'], plain['id'])
+        self._wait_type(vol['id'], plain['name'])
         self.assertEqual((0, 0), self._qos(vol['id']))
         self.assertEqual((0, 0), self._puts(vol['id'])[-1])
 
@@ -168,12 +168,12 @@ class QosLifecycle(object):
         self._delete(vol, bare, clone, small)
         self.assertEqual([], os.listdir(self.env.share_dir))
 
-    def _wait_type(self, vol_id, type_id):
+    def _wait_type(self, vol_id, type_name):
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             vol = self.api.get_volume(vol_id)
             if vol['status'] != 'retyping' and \
-                    vol.get('volume_type_id', type_id) == type_id:
+                    vol['volume_type'] == type_name:
                 self.assertEqual('available', vol['status'], vol)
                 return vol
             time.sleep(0.2)
