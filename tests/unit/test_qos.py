@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from cinder import exception
+import requests
 import testtools
 
 from cinder_tintri import client
@@ -183,6 +184,33 @@ class ClientQosTest(test_client_sim.SimulatorTestBase):
                           1, 2)
         time.sleep(0.35)
         self.cl.set_vm_qos(self.vm, 1, 2)
+
+    def test_controls_over_http(self):
+        url = self.sim.url
+        r = requests.post(url + '/sim/vm/live', json={
+            'path': 'cinder/volume-v1', 'live': False},
+            verify=self.sim.ca_path, timeout=10)
+        self.assertEqual(204, r.status_code)
+        self.assertRaises(client.VmNotLive, self.cl.set_vm_qos, self.vm,
+                          1, 2)
+        inv = self.sim.inventory()
+        self.assertEqual(['cinder/volume-v1'], inv['not_live'])
+        requests.post(url + '/sim/vm/live', json={
+            'path': 'cinder/volume-v1', 'live': True},
+            verify=self.sim.ca_path, timeout=10)
+        self.cl.set_vm_qos(self.vm, 1, 2)
+        self.assertEqual({'cinder/volume-v1': {'min': 1, 'max': 2}},
+                         self.sim.inventory()['qos'])
+        # A file refreshed while the lag is long is not inventoried yet.
+        r = requests.post(url + '/sim/inventory/lag', json={'seconds': 60},
+                          verify=self.sim.ca_path, timeout=10)
+        self.assertEqual(204, r.status_code)
+        self.assertEqual(60.0, self.sim.inventory_lag)
+        self.make_volume(self.sim, 'volume-v2')
+        self.cl.host_refresh('keystone.test', 'cinder/volume-v2',
+                             volume_id='v2')
+        self.assertIsNone(self.cl.find_virtual_disk(uuid='v2'))
+        self.assertNotIn('cinder/volume-v2', self.sim.inventoried())
 
     def test_unknown_vm(self):
         other = self.vm[:-1] + ('0' if self.vm[-1] != '0' else '1')
