@@ -76,6 +76,7 @@ from oslo_utils import units
 from cinder_tintri import client as tclient
 from cinder_tintri import glance_files
 from cinder_tintri import image_cache
+from cinder_tintri import image_download
 from cinder_tintri import share_files
 
 LOG = logging.getLogger(__name__)
@@ -120,10 +121,9 @@ class TintriImageMixin(object):
             if snap is None:
                 source = self._image_glance_file(image_location, image_meta)
                 if source is None:
-                    LOG.debug('Image %s is neither cached on the VMstore nor '
-                              'on a VMstore image share; Cinder downloads '
-                              'it.', image_id)
-                    return None, False
+                    return self._image_download_once(
+                        context, volume, share, image_id, image_meta,
+                        image_service)
                 with source, self._image_lock(image_id) as locked:
                     if not locked:
                         return None, False
@@ -141,6 +141,41 @@ class TintriImageMixin(object):
                      'Cinder downloads it instead: %(err)s',
                      {'image': image_id, 'err': e})
             return None, False
+
+    def _image_download_once(self, context, volume, share, image_id,
+                             image_meta, image_service):
+        """A cache miss of a raw image: one write, into the cache file.
+
+        Under the image lock (another request may have cached it
+        meanwhile: then a clone); cinder's download path when the image
+        does not qualify (cinder_tintri.image_download) or the lock is
+        not had in time.
+        """
+        why = image_download.why_not(image_meta)
+        if not self.configuration.tintri_image_write_once:
+            why = 'tintri_image_write_once is off'
+        if why is not None or image_service is None:
+            LOG.debug('Image %(image)s is not cached on the VMstore and '
+                      'is not written once (%(why)s); Cinder downloads it.',
+                      {'image': image_id, 'why': why or 'no image service'})
+            return None, False
+        self._image_writable_mount(share, image_id, volume)
+        with self._image_lock(image_id) as locked:
+            if not locked:
+                return None, False
+            snap = self._image_find_snapshot(image_id)
+            if snap is not None:
+                self._image_clone_snapshot(snap, image_id, share, volume)
+                return self._image_cloned(volume, share, image_id)
+            self._image_fill(share, volume, image_id,
+                             image_download.raw_writer(
+                                 context, image_service, image_id,
+                                 image_meta, volume.size,
+                                 self._execute_as_root))
+        LOG.info('Downloaded image %(image)s once into its VMstore cache '
+                 'and cloned volume %(vol)s from it.',
+                 {'image': image_id, 'vol': volume.id})
+        return self._image_cloned(volume, share, image_id)
 
     def copy_image_to_volume(self, context, volume, image_service, image_id,
                              disable_sparse=False):

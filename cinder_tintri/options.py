@@ -171,6 +171,16 @@ image_cache_opts = [
                      'tintri_image_shares_config, with the image\'s size, '
                      'are used. Off by default: only the locations Glance '
                      'itself reports (direct_url and locations) are used.'),
+    cfg.BoolOpt('tintri_image_write_once',
+                default=True,
+                help='On an image-cache miss, download a raw, bare, '
+                     'unsigned image straight into the file that becomes '
+                     'the array\'s cache snapshot (one write of the image, '
+                     'checked as Cinder checks a download: format, backing '
+                     'file, virtual size, byte count) instead of letting '
+                     'Cinder download it to image_conversion_dir and '
+                     'convert it into the volume (two writes). Other images '
+                     'always take Cinder\'s path.'),
     cfg.IntOpt('tintri_image_lock_timeout',
                default=1800,
                min=0,

@@ -138,8 +138,26 @@ def grow(path, size):
     Raises ShareFileError; PermissionError is re-raised as such so a
     caller may retry with privileges.
     """
+    fd, st = _open_regular(path, os.O_WRONLY)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+        if st.st_size < size:
+            try:
+                os.ftruncate(fd, size)
+            except OSError as e:
+                raise ShareFileError('cannot grow %s: %s'
+                                     % (path, describe(e)), e.errno)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path, flags):
+    """Descriptor of the regular file ``path``, opened without links.
+
+    PermissionError is re-raised as such (the caller may retry with
+    privileges); other failures become ShareFileError.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK
                      | os.O_CLOEXEC)
     except PermissionError:
         raise
@@ -150,17 +168,81 @@ def grow(path, size):
         raise ShareFileError('%s: %s' % (path, describe(e)), e.errno)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ShareFileError('%s is %s, not a regular file'
-                                 % (path, kind_of(st.st_mode)))
-        if st.st_size < size:
-            try:
-                os.ftruncate(fd, size)
-            except OSError as e:
-                raise ShareFileError('cannot grow %s: %s'
-                                     % (path, describe(e)), e.errno)
+    except OSError as e:
+        os.close(fd)
+        raise ShareFileError('%s: %s' % (path, describe(e)), e.errno)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ShareFileError('%s is %s, not a regular file'
+                             % (path, kind_of(st.st_mode)))
+    return fd, st
+
+
+def create_sparse(path, size):
+    """Create ``path`` as a new sparse file of ``size`` bytes.
+
+    Nothing may exist at ``path`` (O_EXCL: a planted link or file is
+    never followed or reused).  Returns False, having done nothing, when
+    this process may not create files there (the caller falls back to
+    its root helper); raises ShareFileError when something exists at
+    ``path`` and OSError for other failures, after removing the file it
+    made.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                     | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except PermissionError:
+        return False
+    except FileExistsError as e:
+        raise ShareFileError('%s already exists; refusing to reuse it'
+                             % path, e.errno)
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    return True
+
+
+def set_rw_permissions(path, secure):
+    """chmod 660 (``secure``) or ugo+rw, on the file, never a link.
+
+    Returns False when this process may not change the mode (not the
+    owner): the caller falls back to its root helper.  Raises
+    ShareFileError when ``path`` is not a regular file.
+    """
+    try:
+        fd, st = _open_regular(path, os.O_RDONLY)
+    except PermissionError:
+        return False
+    try:
+        mode = 0o660 if secure else stat.S_IMODE(st.st_mode) | 0o666
+        os.fchmod(fd, mode)
+    except PermissionError:
+        return False
     finally:
         os.close(fd)
+    return True
+
+
+def remove(path):
+    """``rm -f path`` in this process: a missing file is success.
+
+    Returns False when this process may not remove it (the caller falls
+    back to its root helper); other failures raise OSError.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        return False
+    return True
 
 
 def read_only(mount):

@@ -376,11 +376,15 @@ class Handler(http_server.BaseHTTPRequestHandler):
             if mode == 'delay' and not sim._sleep(fault['delay']):
                 raise _Drop()
             lose = mode == 'lose_response'
-        reply = self._handle(sim, handlers, auth, params, query, raw,
-                             template)
-        if lose:
-            raise _Drop()
-        self._send(reply)
+        t0 = time.monotonic()
+        try:
+            reply = self._handle(sim, handlers, auth, params, query, raw,
+                                 template)
+            if lose:
+                raise _Drop()
+            self._send(reply)
+        finally:
+            sim._add_busy(time.monotonic() - t0)
 
     def _handle(self, sim, handlers, auth, params, query, raw,
                 template=None):
@@ -605,6 +609,7 @@ class VMstoreSimulator(object):
         self._ctl_lock = threading.Lock()
         # API requests being handled (including injected delays).
         self._in_flight = 0
+        self._busy = 0.0
         self._idle = threading.Condition(self._ctl_lock)
         self._stopping = threading.Event()
         self._counts = {}
@@ -787,6 +792,21 @@ class VMstoreSimulator(object):
     def reset_counts(self):
         with self._ctl_lock:
             self._counts = {}
+            self._busy = 0.0
+
+    def _add_busy(self, seconds):
+        with self._ctl_lock:
+            self._busy += seconds
+
+    def busy_seconds(self):
+        """Seconds spent handling API requests since reset_counts().
+
+        The simulator's own work (the handler and sending its answer),
+        without injected latency or delays: what a benchmark subtracts to
+        see its client's time alone.
+        """
+        with self._ctl_lock:
+            return self._busy
 
     def omit_stat_fields(self, names):
         """Leave these DatastoreStat fields out of every answer."""

@@ -208,6 +208,9 @@ class WithImageVolumeCacheTest(_ImageTestBase):
             'v': True, 'g': configuration.SHARED_CONF_GROUP},
         'cinder_internal_tenant_project_id': {'v': INTERNAL_PROJECT},
         'cinder_internal_tenant_user_id': {'v': str(uuid.uuid4())},
+        # Cinder's download path, so that its cache gets an entry.
+        'tintri_image_write_once': {
+            'v': False, 'g': configuration.SHARED_CONF_GROUP},
     }
 
     def test_array_cache_answers_and_sizes_are_right(self):
@@ -240,3 +243,39 @@ class WithImageVolumeCacheTest(_ImageTestBase):
         self.assertEqual(1, descriptions.count('image-' + meta['id']))
         # 1 image snapshot + the helper snapshot behind Cinder's entry
         self.assertEqual(2, len(descriptions))
+
+
+class WriteOnceWithImageVolumeCacheTest(_ImageTestBase):
+    """Both caches on, a raw image written once (the default)."""
+
+    INTERNAL_PROJECT = str(uuid.uuid4())
+    EXTRA_FLAGS = {
+        'image_volume_cache_enabled': {
+            'v': True, 'g': configuration.SHARED_CONF_GROUP},
+        'cinder_internal_tenant_project_id': {'v': INTERNAL_PROJECT},
+        'cinder_internal_tenant_user_id': {'v': str(uuid.uuid4())},
+    }
+
+    def test_first_request_is_answered_by_clone_image(self):
+        """The miss is downloaded once into the array cache by clone_image.
+
+        So Cinder's own cache never gets an entry (it caches only what it
+        downloaded), and no image data goes through image_conversion_dir.
+        """
+        drv = self.volume.manager.driver
+        self.addCleanup(drv._image_cache_stop)
+        meta = self._image()
+        sizes = (2, 1, 3)
+        vols = [self._volume(size=size, imageRef=meta['id'])
+                for size in sizes]
+        self.assertEqual(1, self.glance.downloads)
+        for vol, size in zip(vols, sizes):
+            self._check(vol, size)
+        cache_vols = objects.VolumeList.get_all_by_project(
+            context.get_admin_context(), self.INTERNAL_PROJECT, None, None)
+        self.assertEqual(0, len(cache_vols))
+        self.assertEqual(['image-' + meta['id']],
+                         [s['description'] for s in
+                          self.env.sim.inventory()['snapshots']])
+        self.assertEqual([], [e for e in os.listdir(self.env.share_dir)
+                              if e.startswith('.tintri-tmp')])

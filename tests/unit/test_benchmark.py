@@ -63,6 +63,40 @@ class BenchmarkSmokeTest(testtools.TestCase):
         self.assertEqual(['ok'], [r['status'] for r in ours])
         self.assertEqual(1, ours[0]['requests'])
 
+    def test_breakdown(self):
+        """Each operation's time split by category; no subprocess spent."""
+        out = self.useFixture(fixtures.TempDir()).path
+        proc = subprocess.run(
+            [sys.executable, BENCH, '--reps', '1', '--scales', '10',
+             '--latencies', '0', '--no-storm', '--files', '',
+             '--concurrency', '0', '--drivers', 'ours', '--workloads',
+             'create,extend,from_snapshot_larger,clone_larger,delete',
+             '--out', out],
+            cwd=TOP, capture_output=True, text=True, timeout=TIMEOUT,
+            env=dict(os.environ, PYTHONWARNINGS='ignore'),
+            start_new_session=True)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        with open(os.path.join(out, 'results.jsonl')) as f:
+            ops = {r['workload']: r for r in map(json.loads, f)
+                   if r['type'] == 'op'}
+        self.assertEqual({'create', 'extend', 'from_snapshot_larger',
+                          'clone_larger', 'delete'}, set(ops))
+        for workload, r in ops.items():
+            # the larger variants check the data and the new size
+            self.assertEqual('ok', r['status'], (workload, r))
+            parts = r['breakdown']
+            # file work on the share is done in process (issue 15.1)
+            self.assertEqual([], parts['commands'], workload)
+            timed = sum(parts[k] for k in ('rest', 'subprocess', 'fs',
+                                           'locks', 'db', 'other'))
+            self.assertAlmostEqual(r['wall'], timed, delta=r['wall'] * 0.01
+                                   + 1e-6)
+            self.assertGreaterEqual(parts['array'], 0.0)
+        self.assertGreater(ops['clone_larger']['breakdown']['rest'], 0.0)
+        self.assertEqual(0.0, ops['create']['breakdown']['rest'])
+        with open(os.path.join(out, 'report.md')) as f:
+            self.assertIn('### Where the overhead goes', f.read())
+
     def test_files_axis(self):
         out = self.useFixture(fixtures.TempDir()).path
         env = dict(os.environ, PYTHONWARNINGS='ignore')

@@ -43,6 +43,7 @@ import sys
 import time
 import uuid
 
+from bench import breakdown as bbreakdown
 import eventlet
 from eventlet import greenpool
 
@@ -50,8 +51,9 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 LOGIN = 'POST /api/v310/session/login'
 DRIVERS = ('ours', 'intree', 'generic')
-WORKLOADS = ('create_snapshot', 'delete_snapshot', 'from_snapshot', 'clone',
-             'clone_image', 'revert', 'delete')
+WORKLOADS = ('create_snapshot', 'delete_snapshot', 'from_snapshot',
+             'from_snapshot_larger', 'clone', 'clone_larger', 'clone_image',
+             'revert', 'extend', 'create', 'delete')
 CMD_TIMEOUT = 120
 
 
@@ -236,6 +238,8 @@ class Cell(object):
                         wall=time.perf_counter() - t0,
                         requests=sum(counts.values()), counts=counts)
         self.sim.set_latency(self.latency)
+        self.breakdown = bbreakdown.Breakdown()
+        self.stack.callback(self.breakdown.install())
 
     def _filesystem(self):
         self.fs = None
@@ -441,6 +445,7 @@ class Cell(object):
         self.sim.reset_counts()
         self.record(type='start', driver=name, workload=workload, rep=rep)
         status, error = 'ok', None
+        self.breakdown.start()
         t0 = time.perf_counter()
         try:
             with eventlet.Timeout(self.deadline, TimedOut):
@@ -450,6 +455,8 @@ class Cell(object):
         except Exception as e:
             status, error = 'error', '%s: %s' % (type(e).__name__, e)
         wall = time.perf_counter() - t0
+        parts = self.breakdown.stop(wall)
+        parts['array'] = self.sim.busy_seconds()
         counts = self.sim.request_counts()
         used1 = self._used_bytes()
         io1 = _io_bytes()
@@ -469,7 +476,7 @@ class Cell(object):
                     requests=n, counts=counts,
                     logins=counts.get(LOGIN, 0),
                     bytes=used1 - used0, io_bytes=io1 - io0,
-                    floor=n * self.latency)
+                    floor=n * self.latency, breakdown=parts)
         if status == 'timeout':
             self.dead.add((name, workload))
         return status
@@ -562,35 +569,46 @@ class Cell(object):
         return self.measure(name, 'delete_snapshot', rep,
                             lambda: drv.delete_snapshot(snap), check)
 
-    def w_from_snapshot(self, name, rep):
+    def w_from_snapshot(self, name, rep, size=1,
+                        workload='from_snapshot'):
         vol = self.new_volume(name)
         snap = self.snapshot(name, vol)
-        new = self._db_volume(name)
+        new = self._db_volume(name, size)
         drv = self.drivers[name]
 
         def op():
             new.update(drv.create_volume_from_snapshot(new, snap) or {})
 
-        return self.measure(name, 'from_snapshot', rep, op,
-                            self._same_data(name, new, vol.id))
+        return self.measure(name, workload, rep, op,
+                            self._same_data(name, new, vol.id, size))
 
-    def _same_data(self, name, vol, seed):
+    def w_from_snapshot_larger(self, name, rep):
+        return self.w_from_snapshot(name, rep, 2, 'from_snapshot_larger')
+
+    def _same_data(self, name, vol, seed, size=None):
         def check():
             want = self.pattern(seed)
             if self.read(name, vol, len(want)) != want:
                 return 'wrong data'
+            if size is not None and name != 'generic':
+                got = os.stat(self.path(name, vol)).st_size
+                if got != size * GiB:
+                    return 'size %d, want %d GiB' % (got, size)
         return check
 
-    def w_clone(self, name, rep):
+    def w_clone(self, name, rep, size=1, workload='clone'):
         src = self.new_volume(name)
-        new = self._db_volume(name)
+        new = self._db_volume(name, size)
         drv = self.drivers[name]
 
         def op():
             new.update(drv.create_cloned_volume(new, src) or {})
 
-        return self.measure(name, 'clone', rep, op,
-                            self._same_data(name, new, src.id))
+        return self.measure(name, workload, rep, op,
+                            self._same_data(name, new, src.id, size))
+
+    def w_clone_larger(self, name, rep):
+        return self.w_clone(name, rep, 2, 'clone_larger')
 
     def w_revert(self, name, rep):
         vol = self.new_volume(name)
@@ -630,6 +648,38 @@ class Cell(object):
                                  vol.size * 1024, '1M',
                                  sparse=drv._bench_sparse_copy)
         drv.delete_volume(tmp)
+
+    def w_extend(self, name, rep):
+        vol = self.new_volume(name)
+        drv = self.drivers[name]
+
+        status = self.measure(name, 'extend', rep,
+                              lambda: drv.extend_volume(vol, 2),
+                              self._same_data(name, vol, vol.id, 2))
+        vol.size = 2
+        vol.save()
+        return status
+
+    def w_create(self, name, rep):
+        vol = self._db_volume(name)
+        drv = self.drivers[name]
+
+        def op():
+            update.update(drv.create_volume(vol) or {})
+
+        def check():
+            path = self.path(name, vol)
+            if not os.path.isfile(path):
+                return 'no volume file'
+            if name != 'generic' and os.stat(path).st_size != GiB:
+                return 'size %d, want 1 GiB' % os.stat(path).st_size
+
+        update = {}
+        status = self.measure(name, 'create', rep, op, check)
+        vol.update(update)
+        vol.provider_location = vol.provider_location or self.pools[name]
+        vol.save()
+        return status
 
     def w_delete(self, name, rep):
         vol = self.new_volume(name)
@@ -830,6 +880,31 @@ class Cell(object):
 
     # -- boot storm -------------------------------------------------------
 
+    def disk_bandwidth(self, mib=None):
+        """Sequential write bandwidth of the shares' file system.
+
+        Writes the storm image's size (random data, 4 MiB blocks) to a
+        file beside the shares and fdatasyncs it: the floor of writing
+        the image once.
+        """
+        mib = int(mib or self.spec['storm_image_mib'])
+        path = os.path.join(self.sim.datastore, 'bandwidth.tmp')
+        block = os.urandom(4 * MiB)
+        t0 = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            written = 0
+            while written < mib * MiB:
+                written += os.write(fd, block[:min(len(block),
+                                                   mib * MiB - written)])
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        wall = time.perf_counter() - t0
+        os.unlink(path)
+        self.record(type='bandwidth', bytes=written, wall=wall,
+                    mib_s=written / MiB / wall if wall else None)
+
     def boot_storm(self, name):
         """N volumes from one uncached image, as the manager does it.
 
@@ -902,6 +977,7 @@ class Cell(object):
             self.concurrency_axis()
             return
         if self.spec.get('storm'):
+            self.disk_bandwidth()
             for name in names:
                 self.boot_storm(name)
             return

@@ -30,9 +30,13 @@ WORKLOAD_LABEL = collections.OrderedDict([
     ('create_snapshot', 'create snapshot'),
     ('delete_snapshot', 'delete snapshot'),
     ('from_snapshot', 'volume from snapshot'),
+    ('from_snapshot_larger', 'volume from snapshot, larger'),
     ('clone', 'clone volume'),
+    ('clone_larger', 'clone volume, larger'),
     ('clone_image', 'clone_image, cache hit'),
     ('revert', 'revert to snapshot'),
+    ('extend', 'extend volume'),
+    ('create', 'create volume'),
     ('delete', 'delete volume'),
 ])
 # Round trips this driver should need, whatever the array size.
@@ -81,6 +85,7 @@ class Results(object):
         self.lifetime = collections.defaultdict(list)
         self.storm = {}
         self.storm_ops = {}
+        self.bandwidth = None
         self.files = collections.defaultdict(list)
         self.concurrency = {}
         self.errors = []
@@ -119,6 +124,8 @@ class Results(object):
             self.lifetime[rec['driver']].append(rec)
         elif kind == 'storm':
             self.storm[rec['driver']] = rec
+        elif kind == 'bandwidth':
+            self.bandwidth = rec
         elif kind == 'concurrency':
             self.concurrency[(rec['driver'], rec['workload'],
                               rec['mode'])] = rec
@@ -366,6 +373,7 @@ def build(args, res, elapsed):
     _per_cell(doc, args, res, drivers, workloads)
     _requests_vs_scale(doc, res, drivers, workloads)
     _floor(doc, res, workloads)
+    _breakdown(doc, res, workloads)
     _bytes(doc, res, drivers, workloads)
     _logins(doc, res, drivers)
     _dnf(doc, args, res, drivers, workloads)
@@ -466,7 +474,9 @@ def _storm(doc, args, res):
     doc.para('%d volumes from one %d MiB raw image (all of it data), %d at '
              'a time, as cinder-volume does it: `clone_image` first, and '
              'if the driver declines, `create_volume` + '
-             '`copy_image_to_volume` (a download and a conversion). '
+             '`copy_image_to_volume` (a download and a conversion; '
+             'cinder-tintri writes a raw image once, straight into its '
+             'cache file, inside `clone_image`). '
              'Latency %g ms. The in-tree driver has no `clone_image`; it '
              'takes the generic path, so it is not run separately.'
              % (args.storm_volumes, args.storm_image_mib,
@@ -493,6 +503,16 @@ def _storm(doc, args, res):
     if fig:
         doc.para('Ratio ours/generic: wall time %s, bytes on the share %s.'
                  % (_num(fig['wall']), _num(fig.get('bytes', 0))))
+    bw = res.bandwidth
+    ours = res.storm_ops.get('ours')
+    if bw and bw.get('mib_s') and ours and ours['status'] in DONE:
+        floor = args.storm_image_mib / bw['mib_s']
+        doc.para('Disk floor: the share\'s file system writes %.0f MiB/s '
+                 'sequentially (%d MiB written and fdatasynced in the same '
+                 'run), so writing the image once takes %.1f s; the storm '
+                 'of cinder-tintri took %.1f s, %s times that floor.'
+                 % (bw['mib_s'], bw['bytes'] // MiB, floor, ours['wall'],
+                    _num(ours['wall'] / floor)))
     doc.image('storm.png', 'boot storm wall time and bytes')
 
 
@@ -659,6 +679,73 @@ def _floor(doc, res, workloads):
             row += [fmt_ms(floor), fmt_ms(over)]
         rows.append(row)
     doc.table(header, rows)
+
+
+BREAKDOWN = (('rest', 'REST, client side'), ('subprocess', 'subprocesses'),
+             ('fs', 'file system'), ('locks', 'locks'), ('db', 'database'),
+             ('other', 'other'))
+
+
+def breakdown_rows(res, workloads, driver='ours'):
+    """Per workload: (workload, overhead, array, parts), medians in s.
+
+    ``array`` is the simulator's own time handling the requests (its
+    handlers and answers, no injected latency); the driver's overhead is
+    wall - floor - array, and ``parts`` splits it: the client's side of
+    REST (time in HTTP attempts - floor - array: TLS, JSON, requests),
+    subprocesses, file system calls, locks, the database, other.
+    """
+    rows = []
+    for w in workloads:
+        recs = []
+        for scale in res.scales:
+            for lat in res.latencies:
+                recs += [(r, lat) for r in
+                         res.ops.get((scale, lat, driver, w), [])
+                         if r['status'] in DONE and r.get('breakdown')]
+        if not recs:
+            continue
+        parts = {}
+        for key, _label in BREAKDOWN:
+            values = []
+            for r, lat in recs:
+                b = r['breakdown']
+                v = b.get(key, 0.0)
+                if key == 'rest':
+                    v = max(0.0, v - r['requests'] * lat - b.get('array', 0))
+                values.append(v)
+            parts[key] = _median(values)
+        array = _median([r['breakdown'].get('array', 0.0) for r, _l in recs])
+        over = _median([r['wall'] - r['requests'] * lat
+                        - r['breakdown'].get('array', 0.0)
+                        for r, lat in recs])
+        rows.append((w, over, array, parts))
+    return rows
+
+
+def _breakdown(doc, res, workloads):
+    rows = breakdown_rows(res, workloads)
+    if not rows:
+        return
+    doc.heading('Where the overhead goes (cinder-tintri)', 3)
+    doc.para('Median ms per operation, pooled over all cells.  "array" is '
+             'the simulator\'s own time handling the requests (it runs in '
+             'the same process and is not the driver\'s); the driver\'s '
+             'overhead is wall time - floor - array.  tools/bench/'
+             'breakdown.py charges it to the outermost call the operation '
+             'made: the client side of REST (TLS, JSON, requests), '
+             'subprocesses (qemu-img, dd, chmod), file system calls on the '
+             'share, waiting for locks, cinder\'s database (object saves '
+             'the driver makes) and the rest (Cinder objects, logging, '
+             'Python).  Medians of parts need not add up exactly to the '
+             'median overhead.')
+    header = (['workload', 'array', 'driver overhead']
+              + [label for _k, label in BREAKDOWN])
+    table = []
+    for w, over, array, parts in rows:
+        table.append([WORKLOAD_LABEL[w], fmt_ms(array), fmt_ms(over)]
+                     + [fmt_ms(parts[k]) for k, _label in BREAKDOWN])
+    doc.table(header, table)
 
 
 def _bytes(doc, res, drivers, workloads):
