@@ -23,6 +23,7 @@ import uuid
 
 from cinder.volume import configuration
 
+from cinder_tintri import inventory
 from cinder_tintri import qos
 from tests.functional import fixtures as tfixtures
 from tests.functional import harness
@@ -101,9 +102,15 @@ class QosLifecycle(object):
         self.assertEqual([True] * len(pools),
                          [p['QoS_support'] for p in pools])
 
-        # create
+        # create: one refresh, the lookup, one PUT
+        self.env.sim.reset_counts()
         vol = self._volume(size=1, volume_type=gold['name'])
         self.assertEqual((100, 2000), self._qos(vol['id']))
+        counts = self.env.sim.request_counts()
+        self.assertEqual(1, counts.get(
+            'PUT /api/v310/vm/{uuid}/qosConfig'), counts)
+        self.assertLessEqual(counts.get(
+            'POST /api/v310/cinder/host/refresh', 0), 1, counts)
         # a type without QoS sends nothing
         bare = self._volume(size=1, volume_type=plain['name'])
         self.assertEqual([], self._puts(bare['id']))
@@ -166,7 +173,11 @@ class QosLifecycle(object):
         self.api.delete_snapshot(snap['id'])
         self._wait_gone(self.api.get_snapshot, snap['id'])
         self._delete(vol, bare, clone, small)
+        # The revert made ``small`` a clone of the snapshot: on vmstore6
+        # its deletion waited for that clone, and the stats update ends it.
+        self._stats()
         self.assertEqual([], os.listdir(self.env.share_dir))
+        self.assertEqual([], self.env.sim.inventory()['snapshots'])
 
     def _wait_type(self, vol_id, type_name):
         deadline = time.monotonic() + DEADLINE
@@ -211,6 +222,14 @@ class QosApiTest(QosLifecycle, harness.ApiTestCase):
         self._stats()
         self.assertEqual([vol['id']], self._pending())
         self.assertEqual(1, len(self._messages(vol['id'])))
+        # A restarted service knows only what is on the share: a fresh
+        # collaborator (and inventory, nothing cached) applies it.
+        drv = self.volume.manager.driver
+        drv._qos = qos.VolumeQos(
+            drv._client, inventory.Inventory(drv._client,
+                                             hostname='keystone.test'),
+            drv._qos_file_path, drv._get_mount_point_for_share,
+            enabled=True, wait=1.5)
         sim.set_vm_live('*', True)
         self._stats()
         self.assertEqual((100, 2000), self._qos(vol['id']))
