@@ -48,11 +48,13 @@ from cinder_tintri import groups
 from cinder_tintri import images
 from cinder_tintri import inventory
 from cinder_tintri import manage
+from cinder_tintri import migration
 from cinder_tintri import options
 from cinder_tintri import pool_stats
 from cinder_tintri import qos
 from cinder_tintri import share_files
 from cinder_tintri import snapshot_deletion
+from cinder_tintri import takeover
 from cinder_tintri import temporaries
 
 LOG = logging.getLogger(__name__)
@@ -124,6 +126,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         # of snapshots with clones; made in do_setup.
         self._inventory = None
         self._deletion = None
+        # Moves between shares of the array (migration.VolumeMigration).
+        self._migration = None
+        # Other drivers' objects (cinder_tintri.takeover); do_setup.
+        self._takeover = None
         # Per-volume QoS (cinder_tintri.qos); disabled until do_setup.
         self._qos = qos.VolumeQos(None, None, self._qos_file_path,
                                   self._get_mount_point_for_share)
@@ -237,6 +243,16 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             region=conf.tintri_openstack_region,
             timeout=conf.tintri_inventory_timeout)
         self._deletion = snapshot_deletion.SnapshotDeletion(self._client)
+        self._migration = migration.VolumeMigration(
+            self._client, conf.tintri_server_hostname, migration.Ops(
+                mount=self._mount, volume_file=self._volume_file,
+                check_writable=self._check_writable,
+                snapshot=self._snapshot_for_move,
+                clone_into_share=self._clone_into_share,
+                finish=self._finish_file, delete_file=self._delete,
+                forget=self._forget_file))
+        self._migration.identify()
+        self._takeover = takeover.Takeover(self._client)
         self._qos = qos.VolumeQos(
             self._client, self._inventory, self._qos_file_path,
             self._get_mount_point_for_share,
@@ -277,6 +293,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             raise exception.NfsNoSharesMounted()
         self._remove_stale_temporaries()
         self._undo_interrupted_manages()
+        self._takeover.remove_abandoned_helpers()
 
     def _check_snapshot_support(self, setup_checking=False):
         """Snapshots are array-side; NFS secure-file options don't apply.
@@ -753,17 +770,36 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except tclient.TintriError as e:
             raise self._api_error(_('Deleting snapshot %s') % snapshot.id, e)
 
+    def update_provider_info(self, volumes, snapshots):
+        """At start-up: provider_id for snapshots other drivers made.
+
+        See :meth:`cinder_tintri.takeover.Takeover.provider_info`.
+        """
+        if self._takeover is None:
+            return None, None
+        return self._takeover.provider_info(volumes, snapshots)
+
     def _find_snapshot_uuid(self, snapshot):
         """The array snapshot's UUID: provider_id, else by its name.
 
-        The name (``snapshot-<id>``) is unique; it is looked up without a
-        VM filter because the VM a snapshot is filed under depends on the
-        protocol (the volume id, or the array's VM uuid).
+        The name (``snapshot-<id>``, or the removed driver's ``<name>
+        (<volume id>)``) is looked up without a VM filter because the VM a
+        snapshot is filed under depends on the protocol (the volume id, or
+        the array's VM uuid); a match must be of the volume's own file
+        (:meth:`cinder_tintri.takeover.Takeover.find`).
         """
         if snapshot.provider_id:
             return snapshot.provider_id
-        found = self._client.find_snapshot_by_description(snapshot.name)
-        return tclient._uuid_of(found) if found else None
+        snap_uuid = self._takeover.find(snapshot)
+        if snap_uuid:
+            # Found once, by its UUID from now on.
+            try:
+                snapshot.provider_id = snap_uuid
+                snapshot.save()
+            except Exception as e:
+                LOG.debug('Cannot record provider_id of snapshot %s: %s',
+                          snapshot.id, e)
+        return snap_uuid
 
     def _snapshot_uuid(self, snapshot):
         snap_uuid = self._find_snapshot_uuid(snapshot)
@@ -963,7 +999,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             source_group, source_vols)
 
     # ------------------------------------------------------------------
-    # Extend, retype, pools, stats
+    # Extend
     # ------------------------------------------------------------------
 
     @coordination.synchronized('tintri-{volume.id}')
@@ -991,17 +1027,52 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._qos.apply(volume, qos.EXTEND, size_gb=new_size,
                         per_gib_only=True)
 
+    # ------------------------------------------------------------------
+    # Migration (cinder_tintri.migration)
+    # ------------------------------------------------------------------
+
     @coordination.synchronized('tintri-{volume.id}')
     def retype(self, context, volume, new_type, diff, host):
-        """Only the QoS of the new type is set on the array (if enabled).
+        """A new pool moves the volume; the new type's QoS is set.
 
-        Bad QoS specs of the new type fail the retype, nothing changed.
+        Nothing else on the array depends on the type.  Bad QoS specs of
+        the new type fail the retype before anything moves.
         """
         type_id = (new_type or {}).get('id')
         self._qos.check_type(type_id, volume.size)
-        self._qos.apply(volume, qos.RETYPE, type_id=type_id,
-                        clear_unset=True)
-        return True, None
+        retyped, update = self._migration.retype(volume, new_type, diff, host)
+        if retyped:
+            self._qos_after_move(volume, update, qos.RETYPE, type_id=type_id,
+                                 clear_unset=True)
+        return retyped, update
+
+    @coordination.synchronized('tintri-{volume.id}')
+    def migrate_volume(self, context, volume, host):
+        """An array clone into a share of the same VMstore, or False."""
+        moved, update = self._migration.migrate(volume, host)
+        if moved and update:
+            # The moved file is another VM on the array.
+            self._qos_after_move(volume, update, qos.MIGRATE)
+        return moved, update
+
+    def update_migrated_volume(self, ctxt, volume, new_volume,
+                               original_volume_status):
+        return self._migration.update_migrated(volume, new_volume,
+                                               original_volume_status)
+
+    def _snapshot_for_move(self, share, file_name, key_id, description,
+                           policy):
+        return self._snapshot_file(share, file_name, key_id, description,
+                                   deletion_policy=policy)
+
+    def _finish_file(self, path, size_gb):
+        self._resize_to(path, size_gb)
+        self._set_rw_permissions(path)
+
+    def _forget_file(self, volume_id):
+        """The volume's file was replaced by another (moved)."""
+        self._clone_sources.pop(volume_id, None)
+        self._inventory.forget(volume_id)
 
     # ------------------------------------------------------------------
     # QoS (cinder_tintri.qos does the work)
@@ -1016,6 +1087,14 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         volume.provider_location = share
         self._qos.apply(volume, qos.CREATE,
                         clear_unset=self._qos.has_qos(source))
+
+    def _qos_after_move(self, volume, update, operation, **kwargs):
+        """After a retype or migration; a moved file is a new VM."""
+        moved_to = (update or {}).get('provider_location')
+        if moved_to and moved_to != volume.provider_location:
+            self._qos.forget(volume)   # a record on the old share
+            volume.provider_location = moved_to
+        self._qos.apply(volume, operation, **kwargs)
 
     def clone_image(self, context, volume, image_location, image_meta,
                     image_service):
@@ -1048,6 +1127,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """The VM's QoS goes back to the array default; the file stays."""
         self._qos.clear(volume)
         super().unmanage(volume)
+
+    # ------------------------------------------------------------------
+    # Pools, stats
+    # ------------------------------------------------------------------
 
     def get_pool(self, volume):
         return volume.provider_location
@@ -1101,12 +1184,16 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                         self.max_over_subscription_ratio),
                     'thin_provisioning_support': True,
                     'thick_provisioning_support': False,
-                    'multiattach': False,
+                    'multiattach': True,
                     'QoS_support': self._qos.enabled,
                     'online_extend_support': False,
                     'sparse_copy_volume': True,
                     **groups.CAPABILITIES,
                 })
+        self._migration.identify()
+        for pool in pools:
+            pool['location_info'] = self._migration.location_info(
+                pool['pool_name'])
         self._stats = {
             'volume_backend_name': backend_name,
             'vendor_name': self.VENDOR,

@@ -33,7 +33,10 @@ Whatever the reason, a snapshot that still has clones
 deleted: it is skipped when listed, checked again just before deletion, and
 the array refuses the deletion anyway (``SnapshotHasClones``).  Snapshots
 whose description is not exactly ``image-`` followed by their ``vmUuid``
-are not image-cache snapshots and are never touched.
+are not image-cache snapshots and are never touched, except the removed
+Tintri driver's ``image-<id> (<id>)`` filed under that image id, which
+this driver reuses (:mod:`cinder_tintri.takeover`) and expires like its
+own.
 
 A run reads every page of the listing before deleting anything and stops
 deleting once its time budget (``timeout`` seconds) is used up.
@@ -45,6 +48,7 @@ import time
 from oslo_log import log as logging
 
 from cinder_tintri import client as tclient
+from cinder_tintri import takeover
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +63,11 @@ def image_id_of(snapshot):
     """The Glance image id an image-cache snapshot caches, else None."""
     if not isinstance(snapshot, dict):
         return None
+    # The removed Tintri driver's 'image-<id> (<id>)' (cinder_tintri.
+    # takeover): reused, so expired like ours.
+    legacy = takeover.image_snapshot_id(snapshot)
+    if legacy is not None:
+        return legacy
     desc = snapshot.get('description') or ''
     if not desc.startswith(IMAGE_PREFIX):
         return None

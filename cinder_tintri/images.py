@@ -78,6 +78,7 @@ from cinder_tintri import glance_files
 from cinder_tintri import image_cache
 from cinder_tintri import image_download
 from cinder_tintri import share_files
+from cinder_tintri import takeover
 
 LOG = logging.getLogger(__name__)
 
@@ -241,14 +242,36 @@ class TintriImageMixin(object):
                 and _SAFE_ID.fullmatch(image_id) is not None)
 
     def _image_find_snapshot(self, image_id):
-        """The image's cache snapshot (one REST request), or None."""
-        # By its unique description alone: the VM it is filed under is the
-        # image id (direct protocol) or the array's VM (refresh protocol).
-        snap = self._client.find_snapshot_by_description(
-            IMAGE_PREFIX + image_id)
-        if snap is not None and image_cache.image_id_of(snap) != image_id:
-            return None
-        return snap
+        """The image's cache snapshot (one REST request), or None.
+
+        Ours (``image-<id>``) first; else one the removed Tintri driver
+        cached (``image-<id> (<id>)``, see :mod:`cinder_tintri.takeover`),
+        which is reused as it is.
+        """
+        # By its description alone: the VM it is filed under is the image
+        # id (direct protocol) or the array's VM (refresh protocol).
+        description = IMAGE_PREFIX + image_id
+        ours, legacy = [], []
+        for snap in self._client.find_snapshots(contain=description):
+            if snap.get('isDeleted'):
+                continue
+            if snap.get('description') == description:
+                if image_cache.image_id_of(snap) == image_id:
+                    ours.append(snap)
+            elif takeover.image_snapshot_id(snap) == image_id:
+                legacy.append(snap)
+        if len(ours) > 1:
+            LOG.warning('%d VMstore snapshots share the description %s; '
+                        'using %s.', len(ours), description,
+                        ours[0]['uuid']['uuid'])
+        if ours:
+            return ours[0]
+        if legacy:
+            LOG.info('Image %(image)s: reusing the cache snapshot %(uuid)s '
+                     'of the removed Tintri driver.',
+                     {'image': image_id, 'uuid': legacy[0]['uuid']['uuid']})
+            return legacy[0]
+        return None
 
     def _image_cloned(self, volume, share, image_id):
         self._image_touch(share, image_id)

@@ -94,6 +94,7 @@ EXTEND = 'extend'
 RETYPE = 'retype'
 MANAGE = 'manage'
 REVERT = 'revert'
+MIGRATE = 'migrate'
 UNMANAGE = 'unmanage'
 _ACTIONS = {
     EXTEND: message_field.Action.EXTEND_VOLUME,
@@ -481,6 +482,7 @@ class VolumeQos(object):
             lock.release()
         if got is False:
             return False
+        forget(mount, vol_id)   # found here; the volume may have moved
         LOG.info('Applied the pending VMstore QoS of volume %(id)s: '
                  '%(lim)s.', {'id': vol_id, 'lim': _show(got)})
         return True

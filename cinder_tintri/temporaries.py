@@ -29,18 +29,31 @@ temporaries are in addition only swept once nothing in them changed for
 ``foreign_idle`` seconds: a guard against a cluster whose services do not
 share a lock backend.  Untagged temporaries (older driver versions) go at
 start-up.
+
+The temporary clone directories of the drivers this one takes over from
+(:func:`cinder_tintri.takeover.foreign_temporary`: the in-tree driver's
+``snapshot-<id>/`` and ``clone-volume-<id>/``, the removed driver's
+``volume-<id>-d/``) are swept too, by the same rules as another service's:
+their lock free and nothing in them changed for ``foreign_idle`` seconds,
+because those drivers take no lock of ours and one may still be running
+during a switch.  Only a real directory holding nothing but regular files
+(what their clones leave) is removed; anything else with such a name is
+logged and left alone.
 """
 
 import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
 
 from cinder import coordination
 from oslo_log import log as logging
+
+from cinder_tintri import takeover
 
 LOG = logging.getLogger(__name__)
 
@@ -159,6 +172,8 @@ class TemporaryDirs(object):
                 continue
             for entry in entries:
                 if not entry.startswith(PREFIX):
+                    if self._remove_foreign(mount, entry):
+                        removed.append(os.path.join(mount, entry))
                     continue
                 path = os.path.join(mount, entry)
                 match = TAG_RE.search(entry)
@@ -171,6 +186,31 @@ class TemporaryDirs(object):
                 if self.remove_if_abandoned(mount, entry, stale):
                     removed.append(path)
         return removed
+
+    def _remove_foreign(self, mount, entry):
+        """Remove another driver's abandoned temporary clone directory."""
+        what = takeover.foreign_temporary(entry)
+        if what is None:
+            return False
+        path = os.path.join(mount, entry)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                return False
+            inner = [os.lstat(os.path.join(path, e))
+                     for e in os.listdir(path)]
+        except OSError:
+            return False
+        if not all(stat.S_ISREG(i.st_mode) for i in inner):
+            LOG.warning('%(path)s is named like a temporary of the %(what)s '
+                        'but holds more than files; left alone.',
+                        {'path': path, 'what': what})
+            return False
+        if idle_seconds(path) <= self.foreign_idle:
+            return False
+        LOG.info('Removing the abandoned temporary %(name)s of the '
+                 '%(what)s.', {'name': entry, 'what': what})
+        return self.remove_if_abandoned(mount, entry, True)
 
     def remove_for(self, mount, target_name):
         """Unowned temporaries made for ``target_name`` (a deleted volume)."""

@@ -96,6 +96,10 @@ def parse_args(argv):
                         'skip)')
     p.add_argument('--concurrency-latency', type=float, default=20.0,
                    help='ms per REST request in the concurrency axis')
+    p.add_argument('--migration', type=int, default=64,
+                   help='MiB of data in the volume the migration axis moves '
+                        'to another pool of the same array (ours vs '
+                        "Cinder's host copy; 0: skip)")
     p.add_argument('--manageable-max', type=int, default=5000,
                    help='largest file count the manageable listing is '
                         'measured at (the generic driver inspects every '
@@ -159,7 +163,7 @@ class CellRunner(object):
         self.log = log
 
     def spec(self, name, scale, latency_ms, drivers, workloads, skip,
-             storm=False, files=0, concurrency=0):
+             storm=False, files=0, concurrency=0, migration=0):
         cell_dir = tempfile.mkdtemp(prefix='%s-' % name, dir=self.work)
         db = os.path.join(cell_dir, 'cinder.db')
         shutil.copy(self.db, db)
@@ -178,10 +182,12 @@ class CellRunner(object):
             'xfs_gib': 64,
             'files': files, 'manageable_max': self.args.manageable_max,
             'files_deadline': 600, 'concurrency': concurrency,
+            'migration': migration,
         }
 
     def budget(self, spec):
-        if spec.get('files') or spec.get('concurrency'):
+        if spec.get('files') or spec.get('concurrency') or \
+                spec.get('migration'):
             return CELL_OVERHEAD + 2 * spec['reps'] * len(spec['drivers']) \
                 * (spec['files_deadline'] + 5)
         if spec['storm']:
@@ -191,11 +197,11 @@ class CellRunner(object):
         return CELL_OVERHEAD + ops * (self.args.deadline + 5)
 
     def run(self, name, scale, latency_ms, drivers, workloads, storm=False,
-            files=0, concurrency=0):
+            files=0, concurrency=0, migration=0):
         skip = []
         for _attempt in range(len(drivers) * len(workloads) + 1):
             spec = self.spec(name, scale, latency_ms, drivers, workloads,
-                             skip, storm, files, concurrency)
+                             skip, storm, files, concurrency, migration)
             killed = self._once(spec)
             shutil.rmtree(spec['workdir'], ignore_errors=True)
             if killed is None:
@@ -356,6 +362,13 @@ def main(argv=None):
             runner.run('concurrency', 0, args.concurrency_latency,
                        [d for d in drivers if d != 'intree'], [],
                        concurrency=args.concurrency)
+        if 'ours' in drivers and args.migration > 0 and (
+                not args.quick or '--migration' in argv):
+            print('[%3.0fs] migration: a volume with %d MiB to another pool '
+                  'of the array, ours vs host copy'
+                  % (time.time() - t_start, args.migration), flush=True)
+            runner.run('migration', 0, 0, ['ours'], [],
+                       migration=args.migration)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return finish(args, results, time.time() - t_start)

@@ -45,29 +45,40 @@ DEADLINE = 60.0
 
 
 class Env(object):
-    """Simulator + share, prepared before the cinder services start."""
+    """Simulator + shares, prepared before the cinder services start.
 
-    def __init__(self, test, use_xfs=True, sim_kwargs=None):
+    ``submounts`` are the directories of the simulator's one datastore
+    made shares (``127.0.0.1:/tintri/<sub>``, each bind-mounted at its
+    os-brick mount point); the first is ``share``/``share_dir``, every one
+    is in ``shares``/``share_dirs`` and in the shares file.
+    """
+
+    def __init__(self, test, use_xfs=True, sim_kwargs=None, xfs_mb=4096,
+                 submounts=('cinder',)):
         self.tmp = tempfile.mkdtemp(prefix='tintri-func-')
         test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         root = self.tmp
         if use_xfs:
-            root = test.useFixture(tfixtures.XfsFixture(size_mb=4096)).path
+            root = test.useFixture(tfixtures.XfsFixture(size_mb=xfs_mb)).path
         kwargs = dict({'password': 'Sim-%s' % uuid.uuid4().hex[:12]},
                       **(sim_kwargs or {}))
         self.sim = VMstoreSimulator(root=os.path.join(root, 'array'),
                                     **kwargs)
         self.sim.start()
         test.addCleanup(self.sim.stop)
-        self.share_dir = os.path.join(self.sim.datastore, 'cinder')
-        os.makedirs(self.share_dir, exist_ok=True)
         self.mount_base = os.path.join(self.tmp, 'mnt')
         os.makedirs(self.mount_base)
-        test.useFixture(tfixtures.ShareFixture(SHARE, self.share_dir,
-                                               self.mount_base))
+        self.shares = ['127.0.0.1:/tintri/%s' % sub for sub in submounts]
+        self.share_dirs = [os.path.join(self.sim.datastore, sub)
+                           for sub in submounts]
+        for share, share_dir in zip(self.shares, self.share_dirs):
+            os.makedirs(share_dir, exist_ok=True)
+            test.useFixture(tfixtures.ShareFixture(share, share_dir,
+                                                   self.mount_base))
+        self.share, self.share_dir = self.shares[0], self.share_dirs[0]
         self.shares_file = os.path.join(self.tmp, 'shares')
         with open(self.shares_file, 'w') as f:
-            f.write(SHARE + '\n')
+            f.write('\n'.join(self.shares) + '\n')
 
 
 @tfixtures.skip_unless_root
@@ -75,9 +86,13 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
 
     _osapi_version = '3.40'   # revert needs 3.40
     USE_XFS = True
+    # Size of the loopback XFS (a sparse image file).
+    XFS_MB = 4096
     # The strict VMstore >= 6 array by default (issue 17: the lifecycle
     # runs on every profile and delete behaviour, the rest on vmstore6).
     SIM_KWARGS = {'profile': 'vmstore6'}
+    # Submounts of the datastore made shares (pools); SHARE is the first.
+    SUBMOUNTS = ('cinder',)
 
     def setUp(self):
         self.env = None
@@ -90,7 +105,8 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
         # _get_flags runs in setUp after the base TestCase set-up, so
         # fixtures work here.
         self.env = Env(self, use_xfs=self.USE_XFS,
-                       sim_kwargs=self.SIM_KWARGS)
+                       sim_kwargs=self.SIM_KWARGS, xfs_mb=self.XFS_MB,
+                       submounts=self.SUBMOUNTS)
         group = configuration.SHARED_CONF_GROUP
         sim = self.env.sim
         for key, value in {

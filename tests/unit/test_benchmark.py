@@ -131,3 +131,32 @@ class BenchmarkSmokeTest(testtools.TestCase):
         self.assertIn('### Concurrency', report)
         self.assertIn('### Files on the share', report)
         self.assertIn('| stats update (get_volume_stats) | 50 |', report)
+
+    def test_migration_axis(self):
+        out = self.useFixture(fixtures.TempDir()).path
+        env = dict(os.environ, PYTHONWARNINGS='ignore')
+        proc = subprocess.run(
+            [sys.executable, BENCH, '--quick', '--scales', '',
+             '--migration', '4', '--out', out],
+            cwd=TOP, capture_output=True, text=True, timeout=TIMEOUT,
+            env=env, start_new_session=True)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        with open(os.path.join(out, 'results.jsonl')) as f:
+            recs = {r['path']: r for r in map(json.loads, f)
+                    if r['type'] == 'migration'}
+        ours, generic = recs['ours'], recs['host_copy']
+        self.assertEqual(('ok', 'ok'), (ours['status'], generic['status']),
+                         (ours.get('error'), generic.get('error')))
+        # ours: one array clone; the host copy wrote the data through dd
+        self.assertEqual(1, ours['clones'])
+        self.assertEqual(0, generic['clones'])
+        self.assertGreaterEqual(generic['host_bytes'], 4 * 1024 * 1024)
+        if not ours['array_copies'].get('copy'):
+            # the simulated array reflinked (XFS): the host wrote no data
+            # (a few KiB of lock files and bookkeeping at most)
+            self.assertLess(ours['host_bytes'], 256 * 1024)
+        with open(os.path.join(out, 'report.md')) as f:
+            report = f.read()
+        self.assertIn('### Migration to another pool of the same array',
+                      report)
+        self.assertIn('| array clone (ours) |', report)

@@ -50,6 +50,7 @@ from eventlet import greenpool
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 LOGIN = 'POST /api/v310/session/login'
+CLONE = 'POST /api/v310/cinder/clone'
 DRIVERS = ('ours', 'intree', 'generic')
 WORKLOADS = ('create_snapshot', 'delete_snapshot', 'from_snapshot',
              'from_snapshot_larger', 'clone', 'clone_larger', 'clone_image',
@@ -225,6 +226,9 @@ class Cell(object):
         self._simulator()
         for name in self.spec['drivers']:
             self._share(name)
+        if self.spec.get('migration') and 'ours' in self.spec['drivers']:
+            # a second share of the same datastore, a second pool of ours
+            self._share('ours2', base=self.shares['ours'][2])
         if not self.root:
             self._patch_mount()
         makers = {'ours': self._ours, 'intree': self._intree,
@@ -267,12 +271,13 @@ class Cell(object):
         if self.scale:
             self.sim.seed_snapshots(self.scale)
 
-    def _share(self, name):
+    def _share(self, name, base=None):
         share = '127.0.0.1:/tintri/%s' % name
         src = os.path.join(self.sim.datastore, name)
         os.makedirs(src)
-        base = os.path.join(self.work, 'mnt-%s' % name)
-        os.makedirs(base)
+        if base is None:
+            base = os.path.join(self.work, 'mnt-%s' % name)
+            os.makedirs(base)
         self.shares[name] = (share, src, base)
         if self.root:
             point = mount_point(base, share)
@@ -313,8 +318,11 @@ class Cell(object):
 
     def _shares_file(self, name):
         path = os.path.join(self.work, 'shares-%s' % name)
+        shares = [self.shares[name][0]]
+        if name == 'ours' and 'ours2' in self.shares:
+            shares.append(self.shares['ours2'][0])
         with open(path, 'w') as f:
-            f.write(self.shares[name][0] + '\n')
+            f.write('\n'.join(shares) + '\n')
         return path
 
     def _ours(self):
@@ -878,6 +886,102 @@ class Cell(object):
                                     self.sim.request_counts().values()))
                 self._cleanup()
 
+    # -- migration ---------------------------------------------------------
+
+    def migration_axis(self):
+        """Move a volume to the other pool: ours vs Cinder's host copy.
+
+        Both paths run on our driver with two shares of one datastore.
+        "ours" is migrate_volume (an array clone); "host copy" is what
+        Cinder's generic migration does when a driver declines: a new
+        volume on the destination pool, ``volume_utils.copy_volume`` (dd,
+        sparse, as the volume manager calls it for raw NFS files) and the
+        source deleted.  Bytes written by this process and its children
+        (getrusage ru_oublock: what dd and the driver sent to storage) and
+        the growth of the filesystem's used space are recorded; the data
+        of the moved volume is checked.
+        """
+        from cinder.volume import volume_utils
+        name = 'ours'
+        drv = self.drivers[name]
+        src_share, dest_share = self.pools[name], self.shares['ours2'][0]
+        mib = int(self.spec['migration'])
+        pools = drv.get_volume_stats(refresh=True)['pools']
+        caps = [p for p in pools if p['pool_name'] == dest_share][0]
+        host = {'host': 'bench@%s#%s' % (name, dest_share),
+                'capabilities': caps}
+        deadline = float(self.spec.get('files_deadline', 600))
+
+        def source():
+            vol = self._db_volume(name, size=1)
+            vol.update(self._setup_call(name, lambda: drv.create_volume(vol))
+                       or {})
+            vol.provider_location = vol.provider_location or src_share
+            vol.save()
+            data = hashlib.sha256(vol.id.encode()).digest() * (
+                MiB // 32) * mib
+            self.write(name, vol, data)
+            os.sync()
+            return vol, data
+
+        def dest_path(vol):
+            return os.path.join(drv._get_mount_point_for_share(dest_share),
+                                vol.name)
+
+        def ours(vol):
+            moved, update = drv.migrate_volume(self.ctxt, vol, host)
+            if not moved:
+                raise RuntimeError('the driver declined the migration')
+            vol.update(update or {})
+            return vol
+
+        def host_copy(vol):
+            new = self._db_volume(name, size=vol.size)
+            new.host = host['host']
+            new.provider_location = dest_share
+            new.save()
+            drv.create_volume(new)
+            volume_utils.copy_volume(
+                os.path.join(drv._get_mount_point_for_share(src_share),
+                             vol.name),
+                dest_path(new), vol.size * 1024, '1M',   # volume_dd_blocksize
+                sparse=True)
+            drv.delete_volume(vol)
+            return new
+
+        for rep in range(int(self.spec['reps'])):
+            for path, move in (('ours', ours), ('host_copy', host_copy)):
+                vol, data = source()
+                used0, io0 = self._used_bytes(), _io_bytes()
+                copies0 = self.sim.inventory()['copies']
+                self.sim.reset_counts()
+                status, error, wall, moved = self._timed(
+                    lambda: move(vol), deadline)
+                os.sync()
+                io1, used1 = _io_bytes(), self._used_bytes()
+                counts = self.sim.request_counts()
+                # how the simulated array copied (in this same process:
+                # a plain copy without reflink counts as host bytes)
+                copies = {k: v - copies0.get(k, 0) for k, v in
+                          self.sim.inventory()['copies'].items()}
+                wrong = None
+                if status == 'ok':
+                    with open(dest_path(moved), 'rb') as f:
+                        if f.read(len(data)) != data:
+                            status, wrong = 'wrong', 'data differs'
+                    if os.path.lexists(os.path.join(
+                            drv._get_mount_point_for_share(src_share),
+                            vol.name)):
+                        status, wrong = 'wrong', 'source file left'
+                self.record(type='migration', driver=name, path=path,
+                            rep=rep, mib=mib, status=status,
+                            error=error or wrong, wall=wall,
+                            host_bytes=io1 - io0, used_bytes=used1 - used0,
+                            clones=counts.get(CLONE, 0),
+                            array_copies=copies,
+                            requests=sum(counts.values()))
+            self._cleanup()
+
     # -- boot storm -------------------------------------------------------
 
     def disk_bandwidth(self, mib=None):
@@ -975,6 +1079,9 @@ class Cell(object):
             return
         if self.spec.get('concurrency'):
             self.concurrency_axis()
+            return
+        if self.spec.get('migration'):
+            self.migration_axis()
             return
         if self.spec.get('storm'):
             self.disk_bandwidth()

@@ -88,6 +88,7 @@ class Results(object):
         self.bandwidth = None
         self.files = collections.defaultdict(list)
         self.concurrency = {}
+        self.migration = collections.defaultdict(list)
         self.errors = []
         self.scales, self.latencies = set(), set()
         self.drivers, self.workloads = [], []
@@ -129,6 +130,8 @@ class Results(object):
         elif kind == 'concurrency':
             self.concurrency[(rec['driver'], rec['workload'],
                               rec['mode'])] = rec
+        elif kind == 'migration':
+            self.migration[rec['path']].append(rec)
         elif kind == 'files':
             self.files[(rec['files'], rec['driver'],
                         rec['workload'])].append(rec)
@@ -370,6 +373,7 @@ def build(args, res, elapsed):
     _storm(doc, args, res)
     _files(doc, args, res)
     _concurrency(doc, args, res)
+    _migration(doc, args, res)
     _per_cell(doc, args, res, drivers, workloads)
     _requests_vs_scale(doc, res, drivers, workloads)
     _floor(doc, res, workloads)
@@ -594,6 +598,50 @@ def _concurrency(doc, args, res):
                          ratio, str(par.get('requests', '-'))])
     doc.table(['driver', 'operation', 'serial', 'parallel',
                'ratio parallel/serial', 'REST requests'], rows)
+
+
+def _migration(doc, args, res):
+    if not res.migration:
+        return
+    doc.heading('Migration to another pool of the same array', 3)
+    mib = next(iter(res.migration.values()))[0]['mib']
+    doc.para('A detached 1 GiB volume holding %d MiB of data moves to '
+             'another share (pool) of the same VMstore, on our driver: '
+             '"array clone" is its migrate_volume (helper snapshot, array '
+             'clone into the destination share, rename, source deleted); '
+             '"host copy" is what Cinder\'s generic migration does when a '
+             'driver declines (a new volume on the destination, '
+             'volume_utils.copy_volume with dd, sparse, the source '
+             'deleted). Host bytes: what this process and its children '
+             'wrote to storage (getrusage); used: growth of the '
+             'filesystem\'s used space. Data of the moved volume checked.'
+             % mib)
+    rows = []
+    med = {}
+    for path, label in (('ours', 'array clone (ours)'),
+                        ('host_copy', 'host copy (generic)')):
+        recs = res.migration.get(path) or []
+        ok = [r for r in recs if r['status'] == 'ok']
+        if not ok:
+            bad = recs[0] if recs else {}
+            rows.append([label, '%s %s' % (bad.get('status', '-'), _short(
+                bad.get('error') or '', 60)), '-', '-', '-', '-'])
+            continue
+        host = _median([r['host_bytes'] for r in ok])
+        med[path] = (host, _median([r['wall'] for r in ok]))
+        rows.append([label, '%.0f' % (host / 1024.0),
+                     fmt_mib(_median([r['used_bytes'] for r in ok])),
+                     fmt_ms(_median([r['wall'] for r in ok])),
+                     str(_median([r['clones'] for r in ok])),
+                     str(_median([r['requests'] for r in ok]))])
+    doc.table(['path', 'host KiB written', 'used MiB', 'wall ms',
+               'array clones', 'REST requests'], rows)
+    if 'ours' in med and 'host_copy' in med and med['host_copy'][1]:
+        doc.para('Ratios ours/host copy: wall %s; host bytes %.0f KiB '
+                 'against %.0f KiB (what ours writes is lock files and '
+                 'bookkeeping, not volume data).'
+                 % (_num(med['ours'][1] / med['host_copy'][1]),
+                    med['ours'][0] / 1024.0, med['host_copy'][0] / 1024.0))
 
 
 def _per_cell(doc, args, res, drivers, workloads):
