@@ -31,8 +31,8 @@ from tests.functional import harness
 DEADLINE = harness.DEADLINE
 
 
-class QosLifecycle(object):
-    """Helpers and the lifecycle test, for every simulator profile."""
+class QosHelpers(object):
+    """QoS enabled; helpers reading the simulator's per-VM settings."""
 
     USE_XFS = False
 
@@ -62,8 +62,8 @@ class QosLifecycle(object):
                                  check_response_status=[200, 202])
         return vtype
 
-    def _rel(self, vol_id):
-        return 'cinder/volume-%s' % vol_id
+    def _rel(self, vol_id, sub='cinder'):
+        return '%s/volume-%s' % (sub, vol_id)
 
     def _qos(self, vol_id):
         return self.env.sim.vm_qos(self._rel(vol_id))
@@ -88,7 +88,9 @@ class QosLifecycle(object):
         for vol in vols:
             self._wait_gone(self.api.get_volume, vol['id'])
 
-    # -- the tests ------------------------------------------------------
+
+class QosLifecycle(QosHelpers):
+    """The lifecycle test, for every simulator profile."""
 
     def test_qos_follows_the_volume(self):
         # The scheduler places a type asking for QoS_support here: every
@@ -269,3 +271,73 @@ class QosApiVmstore4Test(QosLifecycle, harness.ApiTestCase):
     """The same lifecycle on the lenient VMstore 4.x profile."""
 
     SIM_KWARGS = {'profile': 'vmstore4'}
+
+
+@tfixtures.skip_unless_root
+class QosMoveApiTest(QosHelpers, harness.ApiTestCase):
+    """A volume moved to another share is another VM: it gets its QoS."""
+
+    USE_XFS = True
+    SUBMOUNTS = ('cinder', 'cinder2')
+
+    def _pools(self):
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            names = [p['name'] for p in self.api.api_get(
+                '/scheduler-stats/get_pools')['pools']]
+            by_share = {n.split('#', 1)[1]: n for n in names if '#' in n}
+            if all(s in by_share for s in self.env.shares):
+                return [by_share[s] for s in self.env.shares]
+            time.sleep(0.2)
+        self.fail('no pools for %s' % self.env.shares)
+
+    def _wait_moved(self, vol_id, pool):
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            vol = self.api.get_volume(vol_id)
+            if vol['status'] not in ('retyping', 'maintenance') and \
+                    vol.get('migration_status') in ('success', 'error'):
+                self.assertEqual('success', vol['migration_status'], vol)
+                self.assertEqual(pool, vol['os-vol-host-attr:host'])
+                return vol
+            time.sleep(0.2)
+        self.fail('volume %s not moved' % vol_id)
+
+    def test_retype_and_migrate_to_the_other_share(self):
+        pools = self._pools()
+        gold = {'minIOPS': '100', 'maxIOPS': '2000'}
+        on_0 = self._type(gold, extra_specs={
+            'pool_name': self.env.shares[0]})
+        per_gib_on_1 = self._type(
+            {'minIOPSperGiB': '10', 'maxIOPSperGiB': '50'},
+            extra_specs={'pool_name': self.env.shares[1]})
+        vol = self._volume(size=1, volume_type=on_0['name'])
+        self.assertEqual((100, 2000), self._qos(vol['id']))
+
+        # retype to a type placed on the other share: moved, new specs
+        self._action(vol['id'], {'os-retype': {
+            'new_type': per_gib_on_1['name'],
+            'migration_policy': 'on-demand'}})
+        moved = self._wait(self.api.get_volume, vol['id'], ('retyping',),
+                           'available')
+        self.assertEqual(pools[1], moved['os-vol-host-attr:host'])
+        self.assertEqual(per_gib_on_1['name'], moved['volume_type'])
+        self.assertEqual((10, 50), self.env.sim.vm_qos(
+            self._rel(vol['id'], 'cinder2')))
+
+        # migrate (type not tied to a pool): its QoS on the moved file
+        anywhere = self._type(gold)
+        vol2 = self._volume(size=1, volume_type=anywhere['name'])
+        src = pools.index(vol2['os-vol-host-attr:host'])
+        subs = [d.rsplit('/', 1)[-1] for d in self.env.share_dirs]
+        self.assertEqual((100, 2000), self.env.sim.vm_qos(
+            self._rel(vol2['id'], subs[src])))
+        self._action(vol2['id'], {'os-migrate_volume': {
+            'host': pools[1 - src], 'force_host_copy': False}})
+        self._wait_moved(vol2['id'], pools[1 - src])
+        self.assertEqual((100, 2000), self.env.sim.vm_qos(
+            self._rel(vol2['id'], subs[1 - src])))
+        self.assertEqual([], self._pending())
+        self._delete(vol, vol2)
+        for share_dir in self.env.share_dirs:
+            self.assertEqual([], os.listdir(share_dir))
