@@ -139,6 +139,8 @@ VM_CLONE_SPEC_TYPE = ('com.tintri.api.rest.v310.dto.domain.beans.vm.'
 # Not in the official DTO extract: the nested-class form the samples use
 # (vmstore-rest-api.md 5.2, DDN 3.0.10).
 REMOTE_COPY_INFO_TYPE = VM_CLONE_SPEC_TYPE + '$RemoteCopyInfo'
+QOS_CONFIG_TYPE = ('com.tintri.api.rest.v310.dto.domain.beans.vm.'
+                   'VirtualMachineQoSConfig')
 SNAPSHOT_CREATOR = 'cinder-tintri'
 EXPORT_ROOT = '/tintri'
 
@@ -196,6 +198,7 @@ ENDPOINTS = (
              'fallback:tests.unit.test_client_hostile.NotSupportedTest.'
              'test_put_snapshot_unsupported_raises_not_supported'),
     Endpoint('GET', 'virtualDisk', 'official'),
+    Endpoint('PUT', 'vm/{id}/qosConfig', 'official'),
     Endpoint('POST', 'cinder/snapshot', 'cinder'),
     Endpoint('POST', 'cinder/clone', 'cinder'),
     Endpoint('POST', 'cinder/host/refresh', 'cinder'),
@@ -2418,6 +2421,83 @@ class TClient(object):
             LOG.warning('Could not cancel VMstore task %(id)s: %(err)s',
                         {'id': task_id, 'err': e})
             return False
+
+    # ------------------------------------------------------------ QoS (VM)
+    # PUT /v310/vm/{vmId}/qosConfig with a Request<VirtualMachineQoSConfig>
+    # (official index; errors 3109/3110/3112/3113 (400) and 8001 (404)).
+    # 0 means "the system default": no explicit floor or ceiling.
+
+    def set_vm_qos(self, vm_uuid, min_iops, max_iops):
+        """Set a VM's minimum and maximum normalized IOPS (0: default).
+
+        Bad arguments raise :class:`TintriInvalidInput` before anything is
+        sent.  The array's refusals are raised as :class:`VmNotLive`
+        (ERR-API-3110, "can't update QoS for non-live VMs"),
+        :class:`VmNotFound` (404 / ERR-API-8001) or :class:`QosRefused`
+        (3109/3112/3113: the values or the request); other errors as they
+        are.  Idempotent: the same values may be sent again.
+        """
+        if not is_vm_uuid(vm_uuid):
+            raise TintriInvalidInput('set_vm_qos: %r is not a VMstore VM '
+                                     'uuid' % (vm_uuid,))
+        for name, value in (('min_iops', min_iops), ('max_iops', max_iops)):
+            if not _is_count(value):
+                raise TintriInvalidInput('set_vm_qos: %s %r is not an '
+                                         'integer >= 0' % (name, value))
+        if min_iops and max_iops and min_iops > max_iops:
+            raise TintriInvalidInput('set_vm_qos: min_iops %s is above '
+                                     'max_iops %s' % (min_iops, max_iops))
+        body = {
+            'typeId': REQUEST_TYPE,
+            'objectsWithNewValues': [{
+                'typeId': QOS_CONFIG_TYPE,
+                'minNormalizedIops': int(min_iops),
+                'maxNormalizedIops': int(max_iops),
+            }],
+            'propertiesToBeUpdated': ['minNormalizedIops',
+                                      'maxNormalizedIops'],
+        }
+        try:
+            return self._call('PUT', 'vm/%s/qosConfig' % _q(vm_uuid),
+                              body=body, template='vm/{id}/qosConfig',
+                              idempotent=True, expect='any')
+        except (TintriConnectionError, TintriAuthError,
+                TintriInvalidResponse):
+            raise
+        except TintriError as e:
+            cls = _qos_error_class(e)
+            if cls is None:
+                raise
+            err = cls(e.message, status=e.status, code=e.code,
+                      cause_details=e.cause_details, method=e.method,
+                      path=e.path)
+            err.body_kind = e.body_kind
+            raise err from e
+
+
+# ---------------------------------------------------------------- QoS errors
+
+class VmNotLive(TintriError):
+    """ERR-API-3110: the array updates QoS only of live VMs."""
+
+
+class VmNotFound(TintriError):
+    """The array has no such VM (404 / ERR-API-8001)."""
+
+
+class QosRefused(TintriError):
+    """The array refused the QoS values (ERR-API-3109/3112/3113)."""
+
+
+def _qos_error_class(error):
+    code = (error.code or '').upper()
+    if code.endswith('3110'):
+        return VmNotLive
+    if error.status == 404 or code.endswith('8001'):
+        return VmNotFound
+    if code.endswith(('3109', '3112', '3113')):
+        return QosRefused
+    return None
 
 
 class _Found(object):

@@ -53,6 +53,7 @@ from cinder_tintri import manage
 from cinder_tintri import migration
 from cinder_tintri import options
 from cinder_tintri import pool_stats
+from cinder_tintri import qos
 from cinder_tintri import share_files
 from cinder_tintri import snapshot_deletion
 from cinder_tintri import takeover
@@ -77,6 +78,8 @@ DELETE_ON_ZERO_CLONES = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 SUPPORTED_API_FAMILY = 'v310'
 # Seconds one stats update may spend retrying pending snapshot deletions.
 PENDING_RETRY_BUDGET = 10.0
+# Seconds one stats update may spend applying pending QoS settings.
+QOS_RETRY_BUDGET = 10.0
 
 
 @interface.volumedriver
@@ -133,6 +136,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._cross_array = None
         # Other drivers' objects (cinder_tintri.takeover); do_setup.
         self._takeover = None
+        # Per-volume QoS (cinder_tintri.qos); disabled until do_setup.
+        self._qos = qos.VolumeQos(None, None, self._qos_file_path,
+                                  self._get_mount_point_for_share)
         # Volume id -> (snapshot uuid, identity of the file when it was
         # taken): the newest snapshot of a detached volume, or a helper
         # that outlives its clone, from which an unchanged volume is
@@ -265,6 +271,11 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             timeout=conf.tintri_cross_array_timeout,
             poll_interval=conf.tintri_task_poll_interval)
         self._takeover = takeover.Takeover(self._client)
+        self._qos = qos.VolumeQos(
+            self._client, self._inventory, self._qos_file_path,
+            self._get_mount_point_for_share,
+            enabled=conf.tintri_qos_enabled,
+            wait=conf.tintri_qos_inventory_wait)
         super().do_setup(context)
         self._image_cache_start()
 
@@ -568,7 +579,10 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     @coordination.synchronized('tintri-{volume.id}')
     def create_volume(self, volume):
         self._luks.refuse_migration_target(volume)
-        return remotefs.RemoteFSDriver.create_volume(self, volume)
+        self._qos.check_type(volume.volume_type_id, volume.size)
+        update = remotefs.RemoteFSDriver.create_volume(self, volume)
+        self._qos.apply(volume, qos.CREATE)
+        return update
 
     def before_volume_copy(self, context, src_vol, dest_vol, remote=None):
         # Cinder's generic copy cannot change the encryption on a share.
@@ -637,6 +651,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         if self._manage_undo(volume):
             return
+        self._qos.forget(volume)
         if not volume.provider_location:
             # A create that failed.  Array work whose response timed out
             # may have landed after the failure: a clone in a temporary
@@ -846,6 +861,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         peer = self._peers.peer_for(snapshot.volume.host)
         snap_uuid = self._snapshot_uuid(snapshot, peer)
+        self._qos.check_type(volume.volume_type_id, volume.size)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
@@ -854,6 +870,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                                   src_share=snapshot.volume.provider_location)
         LOG.info('Created volume %(vol)s from snapshot %(snap)s.',
                  {'vol': volume.id, 'snap': snapshot.id})
+        self._qos_after_clone(volume, share, snapshot.volume)
         return {'provider_location': share}
 
     def _clone_to_new_volume(self, snap_uuid, source_name, share, volume,
@@ -896,6 +913,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         src_share = self._share_of(src_vref)
         src_path, _st = self._volume_file(src_vref)   # or refuse
+        self._qos.check_type(volume.volume_type_id, volume.size)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
@@ -924,6 +942,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                  {'src': src_vref.id, 'vol': volume.id,
                   'how': ' (reusing helper snapshot %s)' % snap_uuid
                   if reused else ''})
+        self._qos_after_clone(volume, share, src_vref)
         return {'provider_location': share}
 
     @staticmethod
@@ -995,6 +1014,8 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         self._set_rw_permissions(path)
         LOG.info('Reverted volume %(vol)s to snapshot %(snap)s.',
                  {'vol': volume.id, 'snap': snapshot.id})
+        # The swapped-in file may be a new VM to the array.
+        self._qos.apply(volume, qos.REVERT)
 
     def snapshot_revert_use_temp_snapshot(self):
         # The swap is atomic: the volume file is either the old or the
@@ -1052,12 +1073,15 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             volume, error=lambda m: exception.ExtendVolumeError(reason=m))
         self._check_luks(volume, path,
                          lambda m: exception.ExtendVolumeError(reason=m))
+        self._qos.check_type(volume.volume_type_id, new_size)
         try:
             self._resize_to(path, new_size)
         except exception.VolumeBackendAPIException as e:
             raise exception.ExtendVolumeError(reason=e.msg)
         LOG.info('Extended volume %(vol)s to %(size)s GiB.',
                  {'vol': volume.id, 'size': new_size})
+        self._qos.apply(volume, qos.EXTEND, size_gb=new_size,
+                        per_gib_only=True)
 
     # ------------------------------------------------------------------
     # Migration (cinder_tintri.migration)
@@ -1065,13 +1089,27 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     @coordination.synchronized('tintri-{volume.id}')
     def retype(self, context, volume, new_type, diff, host):
-        """Nothing on the array depends on the type; a new pool moves it."""
-        return self._migration.retype(volume, new_type, diff, host)
+        """A new pool moves the volume; the new type's QoS is set.
+
+        Nothing else on the array depends on the type.  Bad QoS specs of
+        the new type fail the retype before anything moves.
+        """
+        type_id = (new_type or {}).get('id')
+        self._qos.check_type(type_id, volume.size)
+        retyped, update = self._migration.retype(volume, new_type, diff, host)
+        if retyped:
+            self._qos_after_move(volume, update, qos.RETYPE, type_id=type_id,
+                                 clear_unset=True)
+        return retyped, update
 
     @coordination.synchronized('tintri-{volume.id}')
     def migrate_volume(self, context, volume, host):
         """An array clone into a share of the same VMstore, or False."""
-        return self._migration.migrate(volume, host)
+        moved, update = self._migration.migrate(volume, host)
+        if moved and update:
+            # The moved file is another VM on the array.
+            self._qos_after_move(volume, update, qos.MIGRATE)
+        return moved, update
 
     def update_migrated_volume(self, ctxt, volume, new_volume,
                                original_volume_status):
@@ -1091,6 +1129,60 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """The volume's file was replaced by another (moved)."""
         self._clone_sources.pop(volume_id, None)
         self._inventory.forget(volume_id)
+
+    # ------------------------------------------------------------------
+    # QoS (cinder_tintri.qos does the work)
+    # ------------------------------------------------------------------
+
+    def _qos_file_path(self, volume):
+        return tclient.export_relative('%s/%s' % (
+            self._export_path(volume.provider_location), volume.name))
+
+    def _qos_after_clone(self, volume, share, source):
+        """A clone gets its type's QoS, or loses what its source had."""
+        volume.provider_location = share
+        self._qos.apply(volume, qos.CREATE,
+                        clear_unset=self._qos.has_qos(source))
+
+    def _qos_after_move(self, volume, update, operation, **kwargs):
+        """After a retype or migration; a moved file is a new VM."""
+        moved_to = (update or {}).get('provider_location')
+        if moved_to and moved_to != volume.provider_location:
+            self._qos.forget(volume)   # a record on the old share
+            volume.provider_location = moved_to
+        self._qos.apply(volume, operation, **kwargs)
+
+    def clone_image(self, context, volume, image_location, image_meta,
+                    image_service):
+        self._qos.check_type(volume.volume_type_id, volume.size)
+        update, cloned = super().clone_image(
+            context, volume, image_location, image_meta, image_service)
+        if cloned and update:
+            volume.provider_location = update.get('provider_location')
+            self._qos.apply(volume, qos.CREATE, clear_unset=True)
+        return update, cloned
+
+    def manage_existing(self, volume, existing_ref):
+        """Adopt the file (cinder_tintri.manage), then set its QoS."""
+        self._qos.check_type(volume.volume_type_id,
+                             self.manage_existing_get_size(volume,
+                                                           existing_ref)
+                             if self._qos.enabled else 0)
+        update = super().manage_existing(volume, existing_ref)
+        if self._qos.enabled:
+            volume.provider_location = (update or {}).get(
+                'provider_location', volume.provider_location)
+            path = os.path.join(
+                self._get_mount_point_for_share(volume.provider_location),
+                volume.name)
+            self._qos.apply(volume, qos.MANAGE, clear_unset=True,
+                            size_gb=manage._gib(os.stat(path).st_size))
+        return update
+
+    def unmanage(self, volume):
+        """The VM's QoS goes back to the array default; the file stays."""
+        self._qos.clear(volume)
+        super().unmanage(volume)
 
     # ------------------------------------------------------------------
     # Pools, stats
@@ -1128,6 +1220,14 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         except Exception:
             LOG.warning('Retrying pending snapshot deletions failed.',
                         exc_info=True)
+        try:
+            self._qos.retry_pending(
+                [self._get_mount_point_for_share(share)
+                 for share in self._mounted_shares],
+                deadline=time.monotonic() + QOS_RETRY_BUDGET)
+        except Exception:
+            LOG.warning('Applying pending QoS settings failed.',
+                        exc_info=True)
         backend_name = (conf.safe_get('volume_backend_name')
                         or self.volume_backend_name)
         pools = pool_stats.PoolStats(
@@ -1141,7 +1241,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
                     'thin_provisioning_support': True,
                     'thick_provisioning_support': False,
                     'multiattach': True,
-                    'QoS_support': False,
+                    'QoS_support': self._qos.enabled,
                     'online_extend_support': False,
                     'sparse_copy_volume': True,
                     **groups.CAPABILITIES,

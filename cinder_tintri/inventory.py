@@ -145,10 +145,12 @@ class Inventory(object):
 
     # -- lookups -------------------------------------------------------
 
-    def lookup(self, file_path, key_id, refresh=True):
+    def lookup(self, file_path, key_id, refresh=True, timeout=None):
         """The VM the array knows ``file_path`` as (inventoried by id).
 
         ``file_path`` is relative to the export root (``cinder/volume-x``).
+        ``timeout`` (default: the instance's) bounds the wait after a
+        refresh; 0 sends the refresh and looks once more.
         Raises InventoryError when the file does not appear in time.
         """
         vm = self.cached(key_id)
@@ -156,7 +158,9 @@ class Inventory(object):
             return vm
         vm = self._find(file_path, key_id)
         if vm is None and refresh:
-            vm = self._refresh_and_wait(file_path, key_id)
+            vm = self._refresh_and_wait(
+                file_path, key_id,
+                self.timeout if timeout is None else float(timeout))
         if vm is None:
             raise InventoryError(
                 'the VMstore has no virtual disk for %s (id %s)'
@@ -188,10 +192,11 @@ class Inventory(object):
         self.client.host_refresh(self.hostname, file_path,
                                  region=self.region, volume_id=key_id)
 
-    def _refresh_and_wait(self, file_path, key_id):
+    def _refresh_and_wait(self, file_path, key_id, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         self._send_refresh(file_path, key_id)
         start = time.monotonic()
-        deadline = start + self.timeout
+        deadline = start + timeout
         refreshed_again = False
         delay = _POLL_FIRST
         while True:
@@ -204,7 +209,8 @@ class Inventory(object):
             now = time.monotonic()
             if now >= deadline:
                 return None
-            if not refreshed_again and now - start >= self.timeout / 2:
+            if not refreshed_again and timeout and \
+                    now - start >= timeout / 2:
                 refreshed_again = True
                 self._send_refresh(file_path, key_id)
             time.sleep(min(delay, max(0.0, deadline - now)))

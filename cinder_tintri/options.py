@@ -282,8 +282,30 @@ encryption_opts = [
                     'value does not make it easier to guess.'),
 ]
 
+qos_opts = [
+    cfg.BoolOpt('tintri_qos_enabled',
+                default=False,
+                help='Map back-end QoS specs of volume types (consumer '
+                     '"back-end" or "both"; keys minIOPS, maxIOPS, '
+                     'minIOPSperGiB, maxIOPSperGiB) onto the VMstore VM of '
+                     'each volume file (PUT vm/{id}/qosConfig), and report '
+                     'QoS_support in every pool. Off by default: it needs '
+                     'the array to inventory each volume file (one refresh '
+                     'and lookup per create, clone, manage, retype and '
+                     'per-GiB extend). Settings the array cannot take yet '
+                     'are retried by the periodic stats update.'),
+    cfg.FloatOpt('tintri_qos_inventory_wait',
+                 default=10.0,
+                 min=0.0,
+                 help='Seconds an operation waits for the VMstore to '
+                      'inventory a new volume file before its QoS is left '
+                      'pending (the volume is still created; the periodic '
+                      'stats update applies the QoS later).'),
+]
+
 tintri_opts = (legacy_opts + connection_opts + image_cache_opts
-               + inventory_opts + cross_array_opts + encryption_opts)
+               + inventory_opts + cross_array_opts + encryption_opts
+               + qos_opts)
 
 
 def list_opts():

@@ -62,6 +62,9 @@ ENDPOINTS = (
      (('2001', 501), ('0102', 404)), None),
     ('GET', '/v310/task/{id}', (), 'TaskFilterSpec'),
     ('DELETE', '/v310/task/{id}', (), None),
+    ('PUT', '/v310/vm/{vmId}/qosConfig',
+     (('3109', 400), ('3110', 400), ('3112', 400), ('3113', 400),
+      ('8001', 404)), None),
 )
 
 # Served although absent from the index: (method, template, errors, why).
@@ -198,6 +201,13 @@ VIRTUAL_DISK = frozenset((
     'localAlias', 'vmName', 'datastoreUuid', 'displayName', 'instanceUuid',
     'isDiskDrive', 'isPinned', 'isSynthetic', 'name', 'path', 'sharedMode',
     'stat', 'syncVmConfig', 'uuid', 'vmUuid',
+))
+
+# com.tintri.api.rest.v310.dto.domain.beans.vm.VirtualMachineQoSConfig
+VIRTUAL_MACHINE_QOS_CONFIG = frozenset((
+    'typeId', 'effectiveMaxNormalizedIops', 'effectiveMinNormalizedIops',
+    'inheritanceEnabled', 'lastUpdatedTime', 'maxNormalizedIops',
+    'minNormalizedIops',
 ))
 
 # com.tintri.api.rest.v310.dto.domain.beans.TintriError

@@ -147,6 +147,11 @@ def _h_vm(st, ctx):
     return sim_state.Reply(200, st.get_vm(ctx['params']['uuid']))
 
 
+def _h_vm_qos(st, ctx):
+    st.set_vm_qos(ctx['params']['uuid'], ctx['json'])
+    return sim_state.Reply(204)
+
+
 def _h_vdisks(st, ctx):
     return sim_state.Reply(200, st.list_vdisks(ctx['query']))
 
@@ -232,6 +237,7 @@ ROUTES = [
     _route(API + '/task/{id}', {'GET': _h_task_get,
                                 'DELETE': _h_task_delete}),
     _route(API + '/vm/{uuid}', {'GET': _h_vm}),
+    _route(API + '/vm/{uuid}/qosConfig', {'PUT': _h_vm_qos}),
     _route(API + '/virtualDisk', {'GET': _h_vdisks}),
     _route(API + '/snapshot', {'GET': _h_snapshots}),
     _route(API + '/snapshot/{uuid}', {'GET': _h_snapshot_get,
@@ -901,6 +907,41 @@ class VMstoreSimulator(object):
         with st.lock:
             return st.inventoried()
 
+    def set_vm_live(self, path, live=True, seconds=None):
+        """Make the VM of a datastore-relative ``path`` live or not.
+
+        ``path`` '*' means every VM.  A non-live VM refuses QoS updates
+        with ERR-API-3110; ``seconds`` ends that after a while (None:
+        until set live again).
+        """
+        st = self._need_state()
+        with st.lock:
+            st.set_live(path, live, seconds)
+
+    def set_inventory_lag(self, seconds):
+        """Files refreshed from now on are inventoried after ``seconds``.
+
+        With the ``vmstore6`` profile a file is absent from the inventory
+        (no VM, no virtual disk) until then.
+        """
+        st = self._need_state()
+        with st.lock:
+            st.set_inventory_lag(seconds)
+        with self._ctl_lock:
+            self._settings['inventory_lag'] = float(seconds)
+
+    def vm_qos(self, path):
+        """(min, max) normalized IOPS of the VM of ``path``; (0, 0) unset."""
+        st = self._need_state()
+        with st.lock:
+            return st.qos.get(sim_state.normalize_path(path), (0, 0))
+
+    def qos_puts(self):
+        """Every accepted QoS update as (path, min, max), in order."""
+        st = self._need_state()
+        with st.lock:
+            return list(st.qos_puts)
+
     def set_password(self, password):
         """Change the API password; open sessions stay valid (INFERRED)."""
         st = self._need_state()
@@ -1015,6 +1056,14 @@ class VMstoreSimulator(object):
                 return Reply(204)
             if path == '/sim/password' and method == 'POST':
                 self.set_password(body.get('password'))
+                return Reply(204)
+            if path == '/sim/vm/live' and method == 'POST':
+                self.set_vm_live(body.get('path', '*'),
+                                 bool(body.get('live', True)),
+                                 body.get('seconds'))
+                return Reply(204)
+            if path == '/sim/inventory/lag' and method == 'POST':
+                self.set_inventory_lag(body.get('seconds', 0.0))
                 return Reply(204)
             if path == '/sim/settings' and method == 'GET':
                 return Reply(200, self.settings())

@@ -47,6 +47,7 @@ TYPE_SNAPSHOT = NS + '.domain.Snapshot'
 TYPE_REQUEST = NS + '.Request'
 TYPE_VM = NS + '.domain.VirtualMachine'
 TYPE_VDISK = NS + '.domain.VirtualDisk'
+TYPE_QOS = NS + '.domain.beans.vm.VirtualMachineQoSConfig'
 TYPE_APPLIANCE = NS + '.domain.Appliance'
 TYPE_APPLIANCE_INFO = NS + '.domain.beans.hardware.ApplianceInfo'
 TYPE_APPLIANCE_IP = NS + '.domain.beans.hardware.ApplianceIp'
@@ -67,6 +68,8 @@ POLICIES = ('DELETE_ON_EXPIRATION', 'DELETE_ON_ZERO_CLONE_REFERENCES',
             'DELETE_ON_SYNCREPL_RESYNC_COMPLETE')
 ZERO_REFS = 'DELETE_ON_ZERO_CLONE_REFERENCES'
 GIB = float(1024 ** 3)
+# Largest normalized IOPS value the simulator accepts (INFERRED bound).
+QOS_MAX = 2 ** 31 - 1
 MIB = float(1024 ** 2)
 
 MESSAGES = {
@@ -81,6 +84,10 @@ MESSAGES = {
     'ERR-API-3105': 'Invalid create snapshot request.',
     'ERR-API-3106': 'Create snapshot failed.',
     'ERR-API-3107': 'Delete snapshot failed.',
+    'ERR-API-3109': 'Invalid update QoS settings request.',
+    'ERR-API-3110': "Can't update QoS for non-live VMs.",
+    'ERR-API-3112': 'Invalid QoS settings: minimum above maximum.',
+    'ERR-API-3113': 'Invalid QoS settings: value out of range.',
     'ERR-API-9700': 'Failed to get file or directory information.',
     'ERR-API-3205': 'Invalid clone request.',
     'ERR-API-3206': 'Clone request failed.',
@@ -303,6 +310,12 @@ class SimState(object):
         self.refreshes = []
         self.copies = {'reflink': 0, 'copy': 0}
         self._scan_cache = None
+        self.qos = {}                 # relative path -> (min, max) IOPS
+        self.qos_puts = []            # (relative path, min, max) accepted
+        # Non-live VMs (QoS refused with ERR-API-3110): relative path ->
+        # time until which it is not live (inf: until told otherwise);
+        # '*' for every VM.
+        self.not_live = {}
 
         os.makedirs(self.datastore, exist_ok=True)
         if os.path.isdir(self.snapdir):
@@ -764,6 +777,41 @@ class SimState(object):
             'spaceProvisionedGiB': st.st_size / GIB,
         }
 
+    def is_live(self, rel):
+        now = time.time()
+        for key in (rel, '*'):
+            until = self.not_live.get(key)
+            if until is not None:
+                if now < until:
+                    return False
+                del self.not_live[key]
+        return True
+
+    def set_live(self, path, live, seconds=None):
+        """Make the VM of ``path`` (or '*': all) non-live for a while."""
+        key = path if path == '*' else normalize_path(path)
+        if live:
+            self.not_live.pop(key, None)
+        else:
+            self.not_live[key] = (float('inf') if seconds is None
+                                  else time.time() + float(seconds))
+
+    def set_inventory_lag(self, seconds):
+        """Seconds before a refreshed file is inventoried (from now on)."""
+        seconds = float(seconds)
+        if not seconds >= 0:
+            raise ValueError('inventory lag must be >= 0')
+        self.refresh_lag = seconds
+        self.settings['inventory_lag'] = seconds
+
+    def qos_view(self, rel):
+        low, high = self.qos.get(rel, (0, 0))
+        return {'typeId': TYPE_QOS, 'minNormalizedIops': low,
+                'maxNormalizedIops': high,
+                'effectiveMinNormalizedIops': low,
+                'effectiveMaxNormalizedIops': high,
+                'inheritanceEnabled': False}
+
     def vm_view(self, ent):
         snaps = [r['uuid'] for r in self.with_clones.values()
                  if r['vmUuid'] == ent['vm_uuid']]
@@ -772,7 +820,7 @@ class SimState(object):
         return {
             'typeId': TYPE_VM,
             'uuid': {'uuid': ent['vm_uuid']},
-            'isLive': True,
+            'isLive': self.is_live(ent['rel']),
             'isDeleted': False,
             'isTemplate': False,
             'vmware': {
@@ -782,7 +830,7 @@ class SimState(object):
                 'storageContainers': ['default'],
                 'instanceUuids': [ent['instance']],
             },
-            'qosConfig': {'minNormalizedIops': 0, 'maxNormalizedIops': 0},
+            'qosConfig': self.qos_view(ent['rel']),
             'snapshot': {'snapshotIdsWithClone': snaps},
             'stat': {'sortedStats': [stat]},
             'path': ent['rel'],
@@ -829,7 +877,9 @@ class SimState(object):
                 continue
             if inst is not None and ent['instance'] != inst:
                 continue
-            if live == 'FALSE':
+            is_live = self.is_live(ent['rel'])
+            if (live == 'FALSE' and is_live) or (live == 'TRUE'
+                                                 and not is_live):
                 continue
             out.append(ent)
         return self.paginate(out, query, total=total, view=self.vm_view)
@@ -839,6 +889,65 @@ class SimState(object):
             if ent['vm_uuid'] == ident:
                 return self.vm_view(ent)
         raise ApiError(404, 'ERR-API-8001', 'VM %s not found' % ident)
+
+    def set_vm_qos(self, ident, body):
+        """PUT vm/{vmId}/qosConfig with a Request<VirtualMachineQoSConfig>.
+
+        Errors (codes from the index; which condition gives which of
+        3109/3112/3113 is INFERRED): 8001/404 no such VM; 3109 a malformed
+        request or property; 3110 a non-live VM; 3112 minimum above a
+        non-zero maximum; 3113 a value that is not an integer in
+        [0, QOS_MAX].  Numbers may come as digit strings (REST-HTTP's
+        example sends strings).
+        """
+        ent = None
+        for cand in self.entities():
+            if cand['vm_uuid'] == ident:
+                ent = cand
+                break
+        if ent is None:
+            raise ApiError(404, 'ERR-API-8001', 'VM %s not found' % ident)
+        if not isinstance(body, dict):
+            raise ApiError(400, 'ERR-API-3109', 'Body must be a Request')
+        self.check_body(body, official.REQUEST, 'Request')
+        objs = body.get('objectsWithNewValues')
+        props = body.get('propertiesToBeUpdated')
+        if isinstance(objs, dict):
+            objs = [objs]
+        if not isinstance(objs, list) or len(objs) != 1 or \
+                not isinstance(objs[0], dict):
+            raise ApiError(400, 'ERR-API-3109', 'objectsWithNewValues must '
+                           'hold one VirtualMachineQoSConfig')
+        self.check_body(objs[0], official.VIRTUAL_MACHINE_QOS_CONFIG,
+                        'VirtualMachineQoSConfig')
+        settable = ('minNormalizedIops', 'maxNormalizedIops')
+        if not isinstance(props, list) or not props or any(
+                p not in settable for p in props):
+            raise ApiError(400, 'ERR-API-3109', 'propertiesToBeUpdated must '
+                           'name minNormalizedIops and/or maxNormalizedIops')
+        low, high = self.qos.get(ent['rel'], (0, 0))
+        new = {'minNormalizedIops': low, 'maxNormalizedIops': high}
+        for prop in props:
+            value = objs[0].get(prop)
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value.strip())
+            if isinstance(value, bool) or not isinstance(value, int) or \
+                    not 0 <= value <= QOS_MAX:
+                raise ApiError(400, 'ERR-API-3113', '%s must be an integer '
+                               'from 0 to %d, not %r' % (prop, QOS_MAX,
+                                                         value))
+            new[prop] = value
+        low, high = new['minNormalizedIops'], new['maxNormalizedIops']
+        if high and low > high:
+            raise ApiError(400, 'ERR-API-3112', 'minNormalizedIops %d is '
+                           'above maxNormalizedIops %d' % (low, high))
+        if not self.is_live(ent['rel']):
+            raise ApiError(400, 'ERR-API-3110', 'VM %s is not live' % ident)
+        if low or high:
+            self.qos[ent['rel']] = (low, high)
+        else:
+            self.qos.pop(ent['rel'], None)
+        self.qos_puts.append((ent['rel'], low, high))
 
     def list_vdisks(self, query):
         ents = self.entities()
@@ -1463,6 +1572,10 @@ class SimState(object):
             'copies': dict(self.copies),
             'refreshed': sorted(self.registered),
             'inventoried': self.inventoried(),
+            'qos': {rel: {'min': v[0], 'max': v[1]}
+                    for rel, v in sorted(self.qos.items())},
+            'qos_puts': [list(p) for p in self.qos_puts],
+            'not_live': sorted(self.not_live),
         }
 
 

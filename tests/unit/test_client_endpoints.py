@@ -234,6 +234,8 @@ class SimulatorRunTest(testtools.TestCase):
                 'compute-1', '/tintri/cinder/volume-1', volume_id='VOL-1')),
             ('find_virtual_disk',
              lambda: cl.find_virtual_disk(uuid='VOL-1')),
+            ('set_vm_qos', lambda: cl.set_vm_qos(
+                cl.find_virtual_disk(uuid='VOL-1')['vm_uuid'], 100, 500)),
             ('get_file_info',
              lambda: cl.get_file_info('/tintri/cinder/volume-1')),
             ('get', lambda: cl.get('appliance/default/info')),

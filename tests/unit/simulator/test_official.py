@@ -129,6 +129,8 @@ class TableVsReferenceTest(testtools.TestCase):
                 ('domain.Snapshot', official.SNAPSHOT),
                 ('domain.VirtualDisk', official.VIRTUAL_DISK),
                 ('domain.beans.TintriError', official.TINTRI_ERROR),
+                ('domain.beans.vm.VirtualMachineQoSConfig',
+                 official.VIRTUAL_MACHINE_QOS_CONFIG),
                 ('domain.beans.filesystem.FileSystemInfo',
                  official.FILE_SYSTEM_INFO),
                 ('domain.beans.perf.DatastoreStat', official.DATASTORE_STAT)):
