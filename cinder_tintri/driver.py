@@ -579,7 +579,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
     @coordination.synchronized('tintri-{volume.id}')
     def create_volume(self, volume):
         self._luks.refuse_migration_target(volume)
-        self._qos.check_type(volume.volume_type_id, volume.size)
+        self._qos.check(volume)
         update = remotefs.RemoteFSDriver.create_volume(self, volume)
         self._qos.apply(volume, qos.CREATE)
         return update
@@ -861,7 +861,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         peer = self._peers.peer_for(snapshot.volume.host)
         snap_uuid = self._snapshot_uuid(snapshot, peer)
-        self._qos.check_type(volume.volume_type_id, volume.size)
+        self._qos.check(volume)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
@@ -913,7 +913,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         """
         src_share = self._share_of(src_vref)
         src_path, _st = self._volume_file(src_vref)   # or refuse
-        self._qos.check_type(volume.volume_type_id, volume.size)
+        self._qos.check(volume)
         self._ensure_shares_mounted()
         share = self._find_share(volume)
         self._mount(share)
@@ -1073,7 +1073,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
             volume, error=lambda m: exception.ExtendVolumeError(reason=m))
         self._check_luks(volume, path,
                          lambda m: exception.ExtendVolumeError(reason=m))
-        self._qos.check_type(volume.volume_type_id, new_size)
+        self._qos.check(volume, new_size)
         try:
             self._resize_to(path, new_size)
         except exception.VolumeBackendAPIException as e:
@@ -1154,7 +1154,7 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     def clone_image(self, context, volume, image_location, image_meta,
                     image_service):
-        self._qos.check_type(volume.volume_type_id, volume.size)
+        self._qos.check(volume)
         update, cloned = super().clone_image(
             context, volume, image_location, image_meta, image_service)
         if cloned and update:
@@ -1164,10 +1164,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
 
     def manage_existing(self, volume, existing_ref):
         """Adopt the file (cinder_tintri.manage), then set its QoS."""
-        self._qos.check_type(volume.volume_type_id,
-                             self.manage_existing_get_size(volume,
-                                                           existing_ref)
-                             if self._qos.enabled else 0)
+        if self._qos.enabled:
+            self._qos.check(volume, self.manage_existing_get_size(
+                volume, existing_ref))
         update = super().manage_existing(volume, existing_ref)
         if self._qos.enabled:
             volume.provider_location = (update or {}).get(

@@ -264,6 +264,17 @@ class VolumeQos(object):
             spec.limits(size_gb)
         return spec
 
+    def check(self, volume, size_gb=None):
+        """check_type for the volume's type (at ``size_gb``, or its size).
+
+        Nothing is read from the volume when QoS is off: a library user
+        (cinderlib, a tool) may pass an object without a type.
+        """
+        if not self.enabled:
+            return None
+        return self.check_type(volume.volume_type_id,
+                               volume.size if size_gb is None else size_gb)
+
     def has_qos(self, volume):
         """Whether the volume's type has (or had bad) back-end QoS."""
         if not self.enabled or volume is None:
