@@ -453,9 +453,13 @@ def _targets(doc, args, res, drivers, workloads):
             r = storm.get(what)
             if r is None:
                 continue
-            rows.append(['boot storm %s <= 1/10 of generic NFS' % (
-                'wall time' if what == 'wall' else 'bytes written on share'),
-                'ratio %s' % _num(r), 'met' if r <= 0.1 else 'NOT met'])
+            # issue 15.2: the storm's wall time <= 1/20 of generic NFS
+            bound, label = ((0.05, '1/20') if what == 'wall'
+                            else (0.1, '1/10'))
+            rows.append(['boot storm %s <= %s of generic NFS' % (
+                'wall time' if what == 'wall' else 'bytes written on share',
+                label), 'ratio %s' % _num(r),
+                'met' if r <= bound else 'NOT met'])
     if rows:
         doc.table(['target', 'measured', 'verdict'], rows)
 
