@@ -445,25 +445,7 @@ def _landed_file(tmp, source_name):
         LOG.warning('Ignoring %(path)s: it is %(kind)s.',
                     {'path': tmp, 'kind': share_files.kind_of(st.st_mode)})
         return None
-    candidates = []
-    try:
-        candidates.append(os.path.join(tmp, share_files.check_name(
-            source_name)))
-    except share_files.ShareFileError:
-        pass
-    try:
-        entries = sorted(os.listdir(tmp))
-    except OSError:
-        entries = []
-    if len(entries) == 1:
-        candidates.append(os.path.join(tmp, entries[0]))
-    for path in candidates:
-        try:
-            if share_files.lstat_regular(path, missing_ok=True):
-                return path
-        except share_files.ShareFileError:
-            continue
-    return None
+    return share_files.landed_file(tmp, source_name)[0]
 
 
 def _wait_landed(tmp, source_name, deadline):

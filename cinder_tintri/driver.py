@@ -484,25 +484,9 @@ class TintriDriver(manage.TintriManageMixin, images.TintriImageMixin,
         a plain file name is not used as a path.  When that name is not
         there, the one regular file in the directory is taken.
         """
-        candidates = []
-        try:
-            candidates.append(os.path.join(tmp_dir,
-                                           share_files.check_name(
-                                               source_name)))
-        except share_files.ShareFileError:
-            pass
-        try:
-            entries = sorted(os.listdir(tmp_dir))
-        except OSError:
-            entries = []
-        if len(entries) == 1:
-            candidates.append(os.path.join(tmp_dir, entries[0]))
-        for path in candidates:
-            try:
-                if share_files.lstat_regular(path, missing_ok=True):
-                    return path
-            except share_files.ShareFileError:
-                continue
+        path, entries = share_files.landed_file(tmp_dir, source_name)
+        if path is not None:
+            return path
         msg = (_('The VMstore clone of snapshot %(snap)s did not produce a '
                  'regular file %(file)s (found: %(found)s).')
                % {'snap': snapshot_uuid,

@@ -150,6 +150,35 @@ def grow(path, size):
         os.close(fd)
 
 
+def landed_file(directory, name):
+    """The regular file an array copy or clone left in ``directory``.
+
+    Returns ``(path or None, entries)``, ``entries`` being what the
+    directory holds.  The array names the file after its source; a
+    ``name`` that is not a plain file name is not used as a path.  When
+    that name is not there, the one regular file of the directory is
+    taken.  Links are never followed.
+    """
+    candidates = []
+    try:
+        candidates.append(os.path.join(directory, check_name(name)))
+    except ShareFileError:
+        pass
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError:
+        entries = []
+    if len(entries) == 1:
+        candidates.append(os.path.join(directory, entries[0]))
+    for path in candidates:
+        try:
+            if lstat_regular(path, missing_ok=True):
+                return path, entries
+        except ShareFileError:
+            continue
+    return None, entries
+
+
 def _open_regular(path, flags):
     """Descriptor of the regular file ``path``, opened without links.
 
