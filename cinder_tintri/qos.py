@@ -47,11 +47,8 @@ record when done or when the volume is gone.  Values the array refuses
 """
 
 import collections
-import json
 import math
-import os
 import re
-import stat
 import time
 
 from cinder import context as cinder_context
@@ -66,6 +63,7 @@ from oslo_log import log as logging
 
 from cinder_tintri import client as tclient
 from cinder_tintri import inventory
+from cinder_tintri import share_records
 
 LOG = logging.getLogger(__name__)
 
@@ -83,7 +81,6 @@ CONSUMERS = ('back-end', 'both')
 QOS_MAX = 2 ** 31 - 1
 # Volume ids become file names.
 _SAFE_ID = re.compile(r'[0-9a-fA-F-]{1,64}')
-_MAX_RECORD = 4096
 #: At most this many pending volumes are tried per periodic run.
 RETRY_BATCH = 50
 
@@ -506,64 +503,27 @@ def _show(limits):
 
 # -- records on the share ------------------------------------------------
 
-def _path(mount, vol_id):
-    if not _SAFE_ID.fullmatch(str(vol_id)):
-        raise ValueError('not a volume id: %r' % (vol_id,))
-    return os.path.join(mount, DIR, vol_id)
+_RECORDS = share_records.RecordDir(DIR, _SAFE_ID, 'volume id')
 
 
 def record(mount, vol_id, info=None):
-    directory = os.path.join(mount, DIR)
-    try:
-        os.mkdir(directory, 0o755)
-    except FileExistsError:
-        pass
-    st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode):
-        raise OSError('%s is not a directory' % directory)
-    path = _path(mount, vol_id)
     body = read(mount, vol_id)
     body.update(info or {})
     body.setdefault('since', int(time.time()))
     body['volume_id'] = vol_id
-    tmp = '%s.%d.new' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
-                 0o644)
-    try:
-        os.write(fd, json.dumps(body).encode('utf-8'))
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    _RECORDS.write(mount, vol_id, body)
 
 
 def read(mount, vol_id):
-    try:
-        fd = os.open(_path(mount, vol_id), os.O_RDONLY | os.O_NOFOLLOW)
-    except (OSError, ValueError):
-        return {}
-    try:
-        data = json.loads(os.read(fd, _MAX_RECORD).decode('utf-8'))
-    except (OSError, ValueError):
-        return {}
-    finally:
-        os.close(fd)
-    return data if isinstance(data, dict) else {}
+    return _RECORDS.read(mount, vol_id)
 
 
 def forget(mount, vol_id):
     try:
-        os.unlink(_path(mount, vol_id))
-    except (FileNotFoundError, ValueError):
-        return
-    try:
-        os.rmdir(os.path.join(mount, DIR))   # only when empty
-    except OSError:
+        _RECORDS.remove(mount, vol_id)
+    except ValueError:
         pass
 
 
 def pending_ids(mount):
-    try:
-        names = sorted(os.listdir(os.path.join(mount, DIR)))
-    except OSError:
-        return []
-    return [n for n in names if _SAFE_ID.fullmatch(n)]
+    return _RECORDS.keys(mount)

@@ -33,15 +33,13 @@ accepts, which it does when the last clone is gone; ``cinder-tintri
 orphans`` lists them.  No Cinder delete waits for the clones.
 """
 
-import json
-import os
 import re
-import stat
 import time
 
 from oslo_log import log as logging
 
 from cinder_tintri import client as tclient
+from cinder_tintri import share_records
 
 LOG = logging.getLogger(__name__)
 
@@ -52,7 +50,6 @@ BY_POLICY = 'deleted-with-last-clone'
 PENDING = 'pending'
 # Snapshot ids become file names: the array's format, nothing else.
 _SAFE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
-_MAX_RECORD = 4096
 # At most this many pending deletions are retried per periodic run.
 RETRY_BATCH = 50
 
@@ -130,52 +127,21 @@ class SnapshotDeletion(object):
 
 # -- records on the share ------------------------------------------------
 
-def _path(mount, snap_uuid):
-    if not _SAFE.fullmatch(str(snap_uuid)):
-        raise ValueError('not a snapshot id: %r' % (snap_uuid,))
-    return os.path.join(mount, DIR, snap_uuid)
+_RECORDS = share_records.RecordDir(DIR, _SAFE, 'snapshot id')
 
 
 def record(mount, snap_uuid, info=None):
-    directory = os.path.join(mount, DIR)
-    try:
-        os.mkdir(directory, 0o755)
-    except FileExistsError:
-        pass
-    st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode):
-        raise OSError('%s is not a directory' % directory)
     body = dict(info or {})
     body.update({'snapshot_uuid': snap_uuid, 'since': int(time.time())})
-    path = _path(mount, snap_uuid)
-    tmp = '%s.%d.new' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
-                 0o644)
-    try:
-        os.write(fd, json.dumps(body).encode('utf-8'))
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    _RECORDS.write(mount, snap_uuid, body)
 
 
 def forget(mount, snap_uuid):
-    try:
-        os.unlink(_path(mount, snap_uuid))
-    except FileNotFoundError:
-        pass
-    try:
-        os.rmdir(os.path.join(mount, DIR))   # only when empty
-    except OSError:
-        pass
+    _RECORDS.remove(mount, snap_uuid)
 
 
 def pending_uuids(mount):
-    try:
-        names = sorted(os.listdir(os.path.join(mount, DIR)))
-    except OSError:
-        return []
-    return [n for n in names if _SAFE.fullmatch(n) and not
-            n.endswith('.new')]
+    return _RECORDS.keys(mount)
 
 
 def pending(mount):
@@ -183,17 +149,9 @@ def pending(mount):
     out = []
     for snap_uuid in pending_uuids(mount):
         entry = {'snapshot_uuid': snap_uuid}
-        try:
-            fd = os.open(_path(mount, snap_uuid), os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                data = json.loads(os.read(fd, _MAX_RECORD).decode('utf-8'))
-            finally:
-                os.close(fd)
-            if isinstance(data, dict):
-                for key in ('since', 'snapshot_id', 'volume_id'):
-                    if isinstance(data.get(key), (str, int)):
-                        entry[key] = data[key]
-        except (OSError, ValueError):
-            pass
+        data = _RECORDS.read(mount, snap_uuid)
+        for key in ('since', 'snapshot_id', 'volume_id'):
+            if isinstance(data.get(key), (str, int)):
+                entry[key] = data[key]
         out.append(entry)
     return out
