@@ -172,6 +172,20 @@ class ApiTestCase(functional_helpers._FunctionalTestBase):
             time.sleep(0.2)
         self.fail('%s not deleted after %ss' % (res_id, DEADLINE))
 
+    def _pools(self):
+        """[host@backend#share, ...] in the order of env.shares."""
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            # (names only: cinder 29's detailed listing fails on the
+            # scheduler's read-only capabilities)
+            names = [p['name'] for p in self.api.api_get(
+                '/scheduler-stats/get_pools')['pools']]
+            by_share = {n.split('#', 1)[1]: n for n in names if '#' in n}
+            if all(s in by_share for s in self.env.shares):
+                return [by_share[s] for s in self.env.shares]
+            time.sleep(0.2)
+        self.fail('no pools for %s after %ss' % (self.env.shares, DEADLINE))
+
     def _volume(self, **body):
         vol = self.api.post_volume({'volume': body})
         return self._wait(self.api.get_volume, vol['id'],

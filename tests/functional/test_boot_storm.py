@@ -199,19 +199,25 @@ class BootStormTest(_ImageTestBase):
                               if e.startswith('.tintri-tmp')])
 
 
+def _image_volume_cache_flags(project_id):
+    """Cinder's own image-volume cache on, owned by ``project_id``."""
+    return {
+        'image_volume_cache_enabled': {
+            'v': True, 'g': configuration.SHARED_CONF_GROUP},
+        'cinder_internal_tenant_project_id': {'v': project_id},
+        'cinder_internal_tenant_user_id': {'v': str(uuid.uuid4())},
+    }
+
+
 class WithImageVolumeCacheTest(_ImageTestBase):
     """Cinder's own image-volume cache enabled as well."""
 
     INTERNAL_PROJECT = str(uuid.uuid4())
-    EXTRA_FLAGS = {
-        'image_volume_cache_enabled': {
-            'v': True, 'g': configuration.SHARED_CONF_GROUP},
-        'cinder_internal_tenant_project_id': {'v': INTERNAL_PROJECT},
-        'cinder_internal_tenant_user_id': {'v': str(uuid.uuid4())},
+    EXTRA_FLAGS = dict(
+        _image_volume_cache_flags(INTERNAL_PROJECT),
         # Cinder's download path, so that its cache gets an entry.
-        'tintri_image_write_once': {
-            'v': False, 'g': configuration.SHARED_CONF_GROUP},
-    }
+        tintri_image_write_once={
+            'v': False, 'g': configuration.SHARED_CONF_GROUP})
 
     def test_array_cache_answers_and_sizes_are_right(self):
         """The first request misses both caches.
@@ -249,12 +255,7 @@ class WriteOnceWithImageVolumeCacheTest(_ImageTestBase):
     """Both caches on, a raw image written once (the default)."""
 
     INTERNAL_PROJECT = str(uuid.uuid4())
-    EXTRA_FLAGS = {
-        'image_volume_cache_enabled': {
-            'v': True, 'g': configuration.SHARED_CONF_GROUP},
-        'cinder_internal_tenant_project_id': {'v': INTERNAL_PROJECT},
-        'cinder_internal_tenant_user_id': {'v': str(uuid.uuid4())},
-    }
+    EXTRA_FLAGS = _image_volume_cache_flags(INTERNAL_PROJECT)
 
     def test_first_request_is_answered_by_clone_image(self):
         """The miss is downloaded once into the array cache by clone_image.

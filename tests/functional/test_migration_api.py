@@ -239,20 +239,6 @@ class MigrationApiTest(_Base):
             self._type('on-%d' % i, {'pool_name': share})
             for i, share in enumerate(self.env.shares)]
 
-    def _pools(self):
-        """[host@backend#share, ...] in the order of env.shares."""
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            # (names only: cinder 29's detailed listing fails on the
-            # scheduler's read-only capabilities)
-            names = [p['name'] for p in self.api.api_get(
-                '/scheduler-stats/get_pools')['pools']]
-            by_share = {n.split('#', 1)[1]: n for n in names if '#' in n}
-            if all(s in by_share for s in self.env.shares):
-                return [by_share[s] for s in self.env.shares]
-            time.sleep(0.2)
-        self.fail('no pools for %s after %ss' % (self.env.shares, DEADLINE))
-
     def _on_pool(self, i, data):
         vol = self._volume(size=1, volume_type=self.types[i]['name'])
         self.assertEqual(self.pools[i], vol[HOST_ATTR])

@@ -280,17 +280,6 @@ class QosMoveApiTest(QosHelpers, harness.ApiTestCase):
     USE_XFS = True
     SUBMOUNTS = ('cinder', 'cinder2')
 
-    def _pools(self):
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            names = [p['name'] for p in self.api.api_get(
-                '/scheduler-stats/get_pools')['pools']]
-            by_share = {n.split('#', 1)[1]: n for n in names if '#' in n}
-            if all(s in by_share for s in self.env.shares):
-                return [by_share[s] for s in self.env.shares]
-            time.sleep(0.2)
-        self.fail('no pools for %s' % self.env.shares)
-
     def _wait_moved(self, vol_id, pool):
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
