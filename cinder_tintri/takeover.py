@@ -73,6 +73,9 @@ FOREIGN_TEMPORARIES = (
      re.compile(r'clone-volume-%s' % _UUID)),
     ('removed driver clone', re.compile(r'volume-%s-d' % _UUID)),
 )
+# What every name above starts or ends with.
+_FOREIGN_PREFIXES = ('snapshot-', 'clone-volume-')
+_FOREIGN_SUFFIX = '-d'
 # The in-tree driver's Cinder snapshots (description = snapshot name).
 SNAPSHOT_PREFIX = 'snapshot-'
 # The in-tree driver's clone helper snapshots.
@@ -92,6 +95,12 @@ MAX_DISK_LOOKUPS = 100
 
 def foreign_temporary(name):
     """What made the temporary directory ``name``, or None if not one."""
+    # Asked for every entry of a share's top directory at every stats
+    # update: a string test first settles the volume files (34 ms of
+    # regular expressions at 50,000 files otherwise).
+    if not (name.startswith(_FOREIGN_PREFIXES)
+            or name.endswith(_FOREIGN_SUFFIX)):
+        return None
     for what, regex in FOREIGN_TEMPORARIES:
         if regex.fullmatch(name):
             return what
